@@ -1,0 +1,276 @@
+//! The command line: clap's raw arguments, and one function per command that runs it and
+//! says how it ended. `main` only parses and maps the outcome to an exit code.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::manifest::{self, Loaded, Located};
+use crate::problem::Severity;
+use crate::project::{Project, StackFile};
+use crate::render;
+use crate::version::{GlibcVersion, PythonVersion};
+use crate::wheel::{Platform, WheelFilename};
+
+/// How a command ended, as the documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 0: everything is fine.
+    Ok,
+    /// 1: a manifest is invalid, or generated files drifted.
+    Failed,
+    /// 2: the command line or the project layout is wrong.
+    Usage,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(outcome: Outcome) -> Self {
+        match outcome {
+            Outcome::Ok => ExitCode::SUCCESS,
+            Outcome::Failed => ExitCode::from(1),
+            Outcome::Usage => ExitCode::from(2),
+        }
+    }
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  podstack build                      render every stacks/*.toml into generated/
+  podstack build comfyui-cu129        one stack, by name
+  podstack build --check              fail if generated/ is stale (CI)
+  podstack check stacks/my.toml       validate a manifest, list every problem
+  podstack digest smoke               print the stack's digest
+  podstack wheel-compat sageattention-2.2.0.post4-cp39-abi3-linux_x86_64.whl --python 3.11
+
+Exit codes: 0 ok, 1 invalid manifest or drift, 2 usage error.";
+
+/// podstack: stack manifests to reproducible ComfyUI pod images, and the pod's supervisor.
+#[derive(Debug, Parser)]
+#[command(name = "podstack", version, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate stacks and render generated/<stack>/ (Dockerfile, start.sh, locks, DIGEST).
+    #[command(
+        after_help = "Examples:\n  podstack build\n  podstack build smoke --out /tmp/gen\n  podstack build --check --strict"
+    )]
+    Build {
+        /// Stack names from stacks/ or paths to manifests; every stacks/*.toml when none.
+        stacks: Vec<String>,
+        /// Write into DIR/<stack>/ instead of generated/<stack>/.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Render in memory and fail with a diff if the files on disk differ.
+        #[arg(long)]
+        check: bool,
+        /// Fail on any unpinned input (missing digest, sha256 or exact version).
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Parse and validate stacks only; prints every problem at once.
+    #[command(
+        after_help = "Examples:\n  podstack check comfyui-cu129\n  podstack check stacks/*.toml"
+    )]
+    Check {
+        #[arg(required = true)]
+        stacks: Vec<String>,
+        /// Treat unpinned inputs as errors.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the JSON Schema of stack manifests (for taplo / Even Better TOML).
+    #[command(after_help = "Example:\n  podstack schema > generated/stack.schema.json")]
+    Schema,
+    /// Print a stack's full digest (sha256:<64 hex>).
+    #[command(after_help = "Example:\n  podstack digest comfyui-cu129")]
+    Digest { stack: String },
+    /// Say whether a wheel installs on a Python and platform, and why not.
+    #[command(
+        name = "wheel-compat",
+        after_help = "Examples:\n  podstack wheel-compat xformers-0.0.32.post2-cp39-abi3-manylinux_2_28_x86_64.whl --python 3.11 --glibc 2.35\n  podstack wheel-compat flash_attn-2.8.3-cp311-cp311-linux_x86_64.whl --python 3.10"
+    )]
+    WheelCompat {
+        /// The wheel's filename (or a URL ending in it).
+        filename: String,
+        /// CPython version, e.g. 3.11.
+        #[arg(long)]
+        python: PythonVersion,
+        /// glibc version of the target system, e.g. 2.35.
+        #[arg(long)]
+        glibc: Option<GlibcVersion>,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Outcome {
+    let result = match cli.command {
+        Command::Build {
+            stacks,
+            out,
+            check,
+            strict,
+        } => build(&stacks, out.as_deref(), check, strict),
+        Command::Check { stacks, strict } => check(&stacks, strict),
+        Command::Schema => {
+            print!("{}", manifest::json_schema());
+            Ok(Outcome::Ok)
+        }
+        Command::Digest { stack } => digest(&stack),
+        Command::WheelCompat {
+            filename,
+            python,
+            glibc,
+        } => Ok(wheel_compat(&filename, python, glibc)),
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        Outcome::Usage
+    })
+}
+
+fn project() -> anyhow::Result<Project> {
+    let cwd = std::env::current_dir()?;
+    Ok(Project::find(&cwd)?)
+}
+
+fn stack_files(project: &Project, args: &[String]) -> anyhow::Result<Vec<StackFile>> {
+    if args.is_empty() {
+        return Ok(project.all_stacks()?);
+    }
+    args.iter().map(|arg| Ok(project.stack(arg)?)).collect()
+}
+
+/// Loads and validates one stack, printing its problems. `None` when it has errors.
+fn checked(file: &StackFile, strict: bool) -> Option<Loaded> {
+    let loaded = match manifest::load(&file.path, &file.shown_as) {
+        Ok(loaded) => loaded,
+        Err(located) => {
+            eprintln!("{located}");
+            eprintln!("{}: 1 error(s); nothing was rendered", file.shown_as);
+            return None;
+        }
+    };
+    let mut located: Vec<Located> = manifest::validate(&loaded.manifest, strict)
+        .into_iter()
+        .map(|problem| loaded.source.locate(problem))
+        .collect();
+    located.sort_by_key(|l| (std::cmp::Reverse(l.problem.severity), l.line, l.column));
+    for problem in &located {
+        eprintln!("{problem}");
+    }
+    let errors = located
+        .iter()
+        .filter(|l| l.problem.severity == Severity::Error)
+        .count();
+    if errors > 0 {
+        eprintln!("{}: {errors} error(s); nothing was rendered", file.shown_as);
+        return None;
+    }
+    Some(loaded)
+}
+
+fn check(args: &[String], strict: bool) -> anyhow::Result<Outcome> {
+    let project = project()?;
+    let mut outcome = Outcome::Ok;
+    for file in stack_files(&project, args)? {
+        match checked(&file, strict) {
+            Some(loaded) => println!("{}: ok ({})", file.shown_as, loaded.manifest.stack.name),
+            None => outcome = Outcome::Failed,
+        }
+    }
+    Ok(outcome)
+}
+
+fn build(
+    args: &[String],
+    out: Option<&Path>,
+    check: bool,
+    strict: bool,
+) -> anyhow::Result<Outcome> {
+    let project = project()?;
+    let out = out.map_or_else(|| project.root.join("generated"), Path::to_owned);
+    let mut outcome = Outcome::Ok;
+    for file in stack_files(&project, args)? {
+        let Some(loaded) = checked(&file, strict) else {
+            outcome = Outcome::Failed;
+            continue;
+        };
+        let rendered = render::render(&project, &loaded)?;
+        let dir = out.join(&rendered.name);
+        if check {
+            let drift = rendered.drift(&dir);
+            if !drift.is_empty() {
+                eprint!("{drift}");
+                eprintln!(
+                    "{}: {} is stale\n  hint: run `podstack build {}` and commit the result",
+                    file.shown_as,
+                    dir.display(),
+                    rendered.name
+                );
+                outcome = Outcome::Failed;
+                continue;
+            }
+        } else {
+            rendered.write(&dir)?;
+        }
+        println!("{}", rendered.image_tag);
+    }
+    let schema_path = out.join(SCHEMA_FILE);
+    let schema = manifest::json_schema();
+    if check {
+        if std::fs::read_to_string(&schema_path).ok().as_deref() != Some(schema.as_str()) {
+            eprintln!(
+                "{} is stale\n  hint: run `podstack build` and commit the result",
+                schema_path.display()
+            );
+            outcome = Outcome::Failed;
+        }
+    } else {
+        std::fs::create_dir_all(&out)?;
+        std::fs::write(&schema_path, schema)?;
+    }
+    std::io::stdout().flush()?;
+    Ok(outcome)
+}
+
+/// The JSON Schema beside the generated stacks, which manifests point their editors at.
+pub const SCHEMA_FILE: &str = "stack.schema.json";
+
+fn digest(arg: &str) -> anyhow::Result<Outcome> {
+    let project = project()?;
+    let file = project.stack(arg)?;
+    let Some(loaded) = checked(&file, false) else {
+        return Ok(Outcome::Failed);
+    };
+    println!("{}", render::render(&project, &loaded)?.digest);
+    Ok(Outcome::Ok)
+}
+
+fn wheel_compat(filename: &str, python: PythonVersion, glibc: Option<GlibcVersion>) -> Outcome {
+    let name = filename.rsplit('/').next().unwrap_or(filename);
+    let wheel: WheelFilename = match name.parse() {
+        Ok(wheel) => wheel,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Outcome::Failed;
+        }
+    };
+    let platform = Platform {
+        python,
+        glibc,
+        arch: "x86_64".to_owned(),
+    };
+    let verdict = wheel.verdict(&platform);
+    println!("{verdict}");
+    if verdict.installs() {
+        Outcome::Ok
+    } else {
+        Outcome::Failed
+    }
+}

@@ -1,0 +1,15 @@
+//! podstack: stack manifests to reproducible ComfyUI pod images, and the pod's supervisor.
+
+pub mod cli;
+pub mod comfyui_cli;
+pub mod compat;
+pub mod digest;
+pub mod duration;
+pub mod manifest;
+pub mod problem;
+pub mod project;
+pub mod render;
+pub mod resolved;
+pub mod user;
+pub mod version;
+pub mod wheel;

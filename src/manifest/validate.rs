@@ -1,0 +1,704 @@
+//! Rules over a whole parsed manifest. Every rule runs and every problem is returned, so a
+//! user fixes a stack in one round; facts come from `compat`, the rules live here.
+
+use std::collections::BTreeSet;
+
+use pep440_rs::Version;
+
+use super::{exact_pin, ComfyUi, Manifest, Runtime, Sync, TorchIndex};
+use crate::comfyui_cli;
+use crate::compat::{Companion, Compat};
+use crate::problem::{Problem, Severity};
+use crate::user::UserName;
+use crate::wheel::{check_wheel, Platform, WheelFilename};
+
+/// Checks a manifest. Unpinned inputs are warnings, or errors when `strict`.
+pub fn validate(manifest: &Manifest, strict: bool) -> Vec<Problem> {
+    let mut check = Checker {
+        problems: Vec::new(),
+        strict,
+    };
+    check.stack(manifest);
+    check.base(manifest);
+    check.python_packages(manifest);
+    check.comfyui(&manifest.comfyui);
+    check.attention(manifest);
+    check.runtime(&manifest.runtime);
+    if let Some(sync) = &manifest.sync {
+        check.sync(sync);
+    }
+    check.models(manifest);
+    check.compat(manifest);
+    check.problems
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+    strict: bool,
+}
+
+impl Checker {
+    fn error(
+        &mut self,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.problems
+            .push(Problem::error(key, message).with_hint(hint));
+    }
+
+    /// An input that is not pinned: a warning, or an error under `--strict`.
+    fn unpinned(
+        &mut self,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        let mut problem = Problem::warning(key, message).with_hint(hint);
+        if self.strict {
+            problem.severity = Severity::Error;
+        }
+        self.problems.push(problem);
+    }
+
+    fn sha256(&mut self, key: &str, value: Option<&str>, what: &str) {
+        match value {
+            Some(hash) if is_hex(hash, 64) => {}
+            Some(hash) => self.error(
+                key,
+                format!("`{hash}` is not a sha256"),
+                "write the 64 lower-case hex digits of `sha256sum <file>`",
+            ),
+            None => self.unpinned(
+                key,
+                format!("{what} is not pinned by sha256"),
+                "add `sha256 = \"<64 hex>\"` (sha256sum of the file); `podstack lock` fills it",
+            ),
+        }
+    }
+
+    fn stack(&mut self, manifest: &Manifest) {
+        let name = &manifest.stack.name;
+        let valid = name.len() <= 64
+            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid {
+            self.error(
+                "stack.name",
+                format!("stack name `{name}` is not a valid image name"),
+                "use lower-case letters, digits and dashes, starting with a letter or digit (at most 64)",
+            );
+        }
+    }
+
+    fn base(&mut self, manifest: &Manifest) {
+        let base = &manifest.base;
+        if base.image.contains('@') {
+            self.error(
+                "base.image",
+                format!("`{}` carries a digest in the image name", base.image),
+                "put the image without `@sha256:...` in base.image and the digest in base.digest",
+            );
+        }
+        let tag = image_tag(&base.image);
+        match tag {
+            None if !base.local => self.error(
+                "base.image",
+                format!("`{}` has no tag, which means `latest`", base.image),
+                "name an exact tag, e.g. `nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04`",
+            ),
+            Some("latest") => self.error(
+                "base.image",
+                format!("`{}` uses the mutable `latest` tag", base.image),
+                "name an exact tag; `latest` is how a stale image hid in the field (L1)",
+            ),
+            _ => {}
+        }
+        match (&base.digest, base.local) {
+            (Some(_), true) => self.error(
+                "base.digest",
+                "a local base image has no registry digest",
+                "remove base.digest, or remove `local = true` to pull the image from a registry",
+            ),
+            (Some(digest), false) => self.image_digest("base.digest", digest),
+            (None, true) => self.unpinned(
+                "base.local",
+                format!("base image `{}` is local: it exists only where it was imported", base.image),
+                "fine for offline test builds; a stack for pods names a registry image and its digest",
+            ),
+            (None, false) => self.unpinned(
+                "base.image",
+                format!("base image `{}` is not pinned by digest", base.image),
+                "add `digest = \"sha256:...\"` (docker buildx imagetools inspect <image>); `podstack lock` fills it",
+            ),
+        }
+        match &base.builder_digest {
+            Some(digest) => self.image_digest("base.builder_digest", digest),
+            None => self.unpinned(
+                "base.builder",
+                format!(
+                    "supervisor builder image `{}` is not pinned by digest",
+                    base.builder
+                ),
+                "add `builder_digest = \"sha256:...\"` under [base]",
+            ),
+        }
+    }
+
+    fn image_digest(&mut self, key: &str, digest: &str) {
+        let valid = digest
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| is_hex(hex, 64));
+        if !valid {
+            self.error(
+                key,
+                format!("`{digest}` is not an image digest"),
+                "write `sha256:` and 64 lower-case hex digits",
+            );
+        }
+    }
+
+    fn python_packages(&mut self, manifest: &Manifest) {
+        let mut seen = BTreeSet::new();
+        for (i, (line, parsed)) in manifest.python.requirements().enumerate() {
+            let key = format!("python.packages[{i}]");
+            let requirement = match parsed {
+                Ok(requirement) => requirement,
+                Err(why) => {
+                    self.error(
+                        &key,
+                        format!("`{line}` is not a PEP 508 requirement: {why}"),
+                        "write `name==version`, e.g. `einops==0.8.1`",
+                    );
+                    continue;
+                }
+            };
+            let name = requirement.name.to_string();
+            if ["torch", "torchvision", "torchaudio"].contains(&name.as_str()) {
+                self.error(
+                    &key,
+                    format!("`{name}` is set in [torch], not in [python] packages"),
+                    "remove this line; [torch] pins torch, torchvision and torchaudio together",
+                );
+            }
+            if !seen.insert(name.clone()) {
+                self.error(
+                    &key,
+                    format!("`{name}` is listed twice"),
+                    "keep one line per package",
+                );
+            }
+            if exact_pin(&requirement).is_none() {
+                self.unpinned(
+                    &key,
+                    format!("`{line}` is not pinned to one version"),
+                    format!("write `{name}==<version>`; `podstack lock` resolves it"),
+                );
+            }
+        }
+    }
+
+    fn comfyui(&mut self, comfyui: &ComfyUi) {
+        match (&comfyui.repo, &comfyui.commit, &comfyui.path) {
+            (Some(repo), commit, None) => {
+                self.repo("comfyui.repo", repo);
+                self.commit("comfyui.commit", commit.as_deref(), "comfyui.repo");
+            }
+            (None, None, Some(path)) => {
+                if path.starts_with('/') || path.split('/').any(|part| part == "..") {
+                    self.error(
+                        "comfyui.path",
+                        format!("`{path}` is not a folder inside the project"),
+                        "give a relative path inside the project, e.g. `tests/fixtures/comfyui`",
+                    );
+                }
+            }
+            _ => self.error(
+                "comfyui",
+                "[comfyui] needs either `repo` and `commit`, or `path`",
+                "for pods: repo = \"https://github.com/Comfy-Org/ComfyUI\" and a 40-hex commit; for offline tests: path",
+            ),
+        }
+        let mut names = BTreeSet::new();
+        for (i, node) in comfyui.custom_nodes.iter().enumerate() {
+            let key = format!("comfyui.custom_nodes[{i}]");
+            self.repo(&format!("{key}.repo"), &node.repo);
+            self.commit(
+                &format!("{key}.commit"),
+                Some(&node.commit),
+                &format!("{key}.repo"),
+            );
+            let name = node.folder_name();
+            if !names.insert(name.clone()) {
+                self.error(
+                    &key,
+                    format!("two custom nodes would be cloned into custom_nodes/{name}"),
+                    "give one of them `name = \"...\"`",
+                );
+            }
+        }
+    }
+
+    fn repo(&mut self, key: &str, repo: &str) {
+        if !repo.starts_with("https://") {
+            self.error(
+                key,
+                format!("`{repo}` is not an https git URL"),
+                "write e.g. `https://github.com/Comfy-Org/ComfyUI`",
+            );
+        }
+    }
+
+    fn commit(&mut self, key: &str, commit: Option<&str>, repo_key: &str) {
+        match commit {
+            Some(commit) if is_hex(commit, 40) => {}
+            Some(commit) => self.error(
+                key,
+                format!("`{commit}` is not a full commit hash"),
+                "write all 40 hex digits; branches and tags move (L5): `git ls-remote <repo> <branch>` gives the commit",
+            ),
+            None => self.error(
+                repo_key,
+                "a repository needs a pinned `commit`",
+                "add `commit = \"<40 hex>\"`; `git ls-remote <repo> HEAD` gives the current one",
+            ),
+        }
+    }
+
+    fn attention(&mut self, manifest: &Manifest) {
+        if let Some(package) = manifest.gpu.attention.package() {
+            if !manifest.installs(package) {
+                self.error(
+                    "gpu.attention",
+                    format!("attention policy needs `{package}`, which the stack does not install"),
+                    format!("add {package} as a [[wheel]] or to [python] packages, or set attention = \"auto\""),
+                );
+            }
+        }
+        if manifest.torch.is_none() && !manifest.gpu.targets.is_empty() {
+            self.error(
+                "gpu.targets",
+                "GPU targets without [torch]",
+                "add a [torch] section, or remove the targets for a CPU-only stack",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (i, target) in manifest.gpu.targets.iter().enumerate() {
+            if !seen.insert(*target) {
+                self.error(
+                    format!("gpu.targets[{i}]"),
+                    format!("GPU target {target} is listed twice"),
+                    "keep one entry per compute capability",
+                );
+            }
+        }
+    }
+
+    fn runtime(&mut self, runtime: &Runtime) {
+        if !runtime.volume.starts_with('/') {
+            self.error(
+                "runtime.volume",
+                format!("volume path `{}` is not absolute", runtime.volume),
+                "write the mount path, e.g. `/workspace`",
+            );
+        }
+        let mut users = BTreeSet::new();
+        for (i, user) in runtime.users.iter().enumerate() {
+            let key = format!("runtime.users[{i}]");
+            if let Err(err) = UserName::parse(user) {
+                self.error(&key, err.to_string(), UserName::RULE);
+            }
+            if !users.insert(user) {
+                self.error(
+                    &key,
+                    format!("user `{user}` is listed twice"),
+                    "keep one entry per user",
+                );
+            }
+        }
+        let mut ports = vec![
+            ("runtime.panel_port", runtime.panel_port),
+            ("runtime.comfyui_port", runtime.comfyui_port),
+        ];
+        if runtime.jupyter.enabled {
+            ports.push(("runtime.jupyter.port", runtime.jupyter.port));
+        }
+        for (i, (key, port)) in ports.iter().enumerate() {
+            if *port == 0 {
+                self.error(
+                    *key,
+                    "port 0 is not a port a pod can expose",
+                    "use 1-65535, e.g. 8188",
+                );
+            }
+            if let Some((other, _)) = ports[i + 1..].iter().find(|(_, p)| p == port) {
+                self.error(
+                    *key,
+                    format!("{key} and {other} are both {port}"),
+                    "give each service its own port",
+                );
+            }
+        }
+        for (i, arg) in runtime.comfyui_args.iter().enumerate() {
+            if let Some(why) = comfyui_cli::managed_flag(arg) {
+                self.error(
+                    format!("runtime.comfyui_args[{i}]"),
+                    format!("`{arg}` is set by podstack"),
+                    format!("remove it: {why}"),
+                );
+            }
+        }
+        for (key, percent) in [
+            (
+                "runtime.memory.free_above_ram_percent",
+                runtime.memory.free_above_ram_percent,
+            ),
+            (
+                "runtime.memory.free_above_vram_percent",
+                runtime.memory.free_above_vram_percent,
+            ),
+        ] {
+            if !(1..=100).contains(&percent) {
+                self.error(key, format!("{percent}% is not a threshold"), "use 1-100");
+            }
+        }
+        let restart = &runtime.restart;
+        if restart.backoff_initial > restart.backoff_max {
+            self.error(
+                "runtime.restart.backoff_initial",
+                format!(
+                    "the first restart delay {} is longer than the cap {}",
+                    restart.backoff_initial, restart.backoff_max
+                ),
+                "make backoff_initial at most backoff_max",
+            );
+        }
+        if restart.crash_loop_failures == 0 {
+            self.error(
+                "runtime.restart.crash_loop_failures",
+                "0 failures would count every start as a crash loop",
+                "use at least 1 (the default is 5)",
+            );
+        }
+    }
+
+    fn sync(&mut self, sync: &Sync) {
+        let valid_remote = !sync.remote.is_empty()
+            && sync
+                .remote
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_remote {
+            self.error(
+                "sync.remote",
+                format!("`{}` is not an rclone remote name", sync.remote),
+                "letters, digits, `_` and `-`, without the colon, e.g. `gdrive`",
+            );
+        }
+        if sync.root.is_empty()
+            || sync.root.starts_with('/')
+            || sync.root.split('/').any(|p| p == "..")
+        {
+            self.error(
+                "sync.root",
+                format!("`{}` is not a folder on the remote", sync.root),
+                "a relative folder name, e.g. `ComfyUI-Output`",
+            );
+        }
+        if sync.folders.is_empty() {
+            self.error(
+                "sync.folders",
+                "no folders to sync",
+                "add e.g. `folders = [{ path = \"output\", mode = \"mirror\" }]`, or remove [sync]",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (i, folder) in sync.folders.iter().enumerate() {
+            if !seen.insert(folder.path) {
+                self.error(
+                    format!("sync.folders[{i}]"),
+                    "this folder is listed twice",
+                    "keep one entry per folder, with one mode",
+                );
+            }
+        }
+        for (key, value) in [
+            ("sync.transfers", sync.transfers),
+            ("sync.checkers", sync.checkers),
+        ] {
+            if value == 0 {
+                self.error(key, "0 would never sync anything", "use at least 1");
+            }
+        }
+    }
+
+    fn models(&mut self, manifest: &Manifest) {
+        let mut dests = BTreeSet::new();
+        for (i, model) in manifest.models.iter().enumerate() {
+            let key = format!("model[{i}]");
+            self.https_url(&format!("{key}.url"), &model.url);
+            self.sha256(
+                &format!("{key}.sha256"),
+                model.sha256.as_deref(),
+                &format!("model `{}`", model.dest),
+            );
+            let dest = &model.dest;
+            if dest.is_empty()
+                || dest.starts_with('/')
+                || dest.split('/').any(|p| p == ".." || p.is_empty())
+            {
+                self.error(
+                    format!("{key}.dest"),
+                    format!("`{dest}` is not a path under the models folder"),
+                    "write e.g. `checkpoints/sdxl.safetensors`",
+                );
+            }
+            if !dests.insert(dest) {
+                self.error(
+                    format!("{key}.dest"),
+                    format!("two models are saved as `{dest}`"),
+                    "give each model its own destination",
+                );
+            }
+            if let Some(var) = &model.auth_env {
+                let valid = !var.is_empty()
+                    && !var.starts_with(|c: char| c.is_ascii_digit())
+                    && var
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+                if !valid {
+                    self.error(
+                        format!("{key}.auth_env"),
+                        format!("`{var}` is not an environment variable name"),
+                        "write the variable's name, e.g. `HF_TOKEN`; never the token itself",
+                    );
+                }
+            }
+        }
+        for (i, wheel) in manifest.wheels.iter().enumerate() {
+            let key = format!("wheel[{i}]");
+            self.https_url(&format!("{key}.url"), &wheel.url);
+            self.sha256(
+                &format!("{key}.sha256"),
+                wheel.sha256.as_deref(),
+                &format!("wheel `{}`", wheel.file_name()),
+            );
+        }
+    }
+
+    /// The compatibility rules: wheel tags, torch x CUDA x Python, companions, GPU targets,
+    /// kernel coverage and the base image's CUDA.
+    fn compat(&mut self, manifest: &Manifest) {
+        let compat = Compat::embedded();
+        let platform = Platform::linux_x86_64(manifest.base.python, manifest.base.glibc_version());
+        for (i, wheel) in manifest.wheels.iter().enumerate() {
+            if let Err(problem) =
+                check_wheel(&format!("wheel[{i}].url"), wheel.file_name(), &platform)
+            {
+                self.problems.push(problem);
+            }
+        }
+        let Some(torch) = &manifest.torch else {
+            return;
+        };
+        let Some(torch_version) = self.pep440("torch.version", &torch.version) else {
+            return;
+        };
+        let release = match compat.torch_release("torch.version", &torch_version) {
+            Ok(release) => release,
+            Err(problem) => return self.problems.push(problem),
+        };
+        self.push(compat.check_python("base.python", release, manifest.base.python));
+        for (key, companion, pin) in [
+            (
+                "torch.torchvision",
+                Companion::Torchvision,
+                &torch.torchvision,
+            ),
+            ("torch.torchaudio", Companion::Torchaudio, &torch.torchaudio),
+        ] {
+            if let Some(version) = self.pep440(key, pin) {
+                self.push(compat.check_companion(key, release, companion, &version));
+            }
+        }
+        for (i, (_, parsed)) in manifest.python.requirements().enumerate() {
+            let Ok(requirement) = parsed else { continue };
+            let Some(version) = exact_pin(&requirement).and_then(|pin| pin.parse::<Version>().ok())
+            else {
+                continue;
+            };
+            let key = format!("python.packages[{i}]");
+            let name = requirement.name.to_string();
+            if name == "xformers" {
+                self.push(
+                    compat
+                        .check_xformers(&key, &version, &torch_version)
+                        .map(|_| ()),
+                );
+            } else if let Some(companion) = Companion::from_name(&name) {
+                self.push(compat.check_companion(&key, release, companion, &version));
+            }
+        }
+        let build = match compat.torch_build("torch.cuda", release, torch.cuda) {
+            Ok(build) => build,
+            Err(problem) => return self.problems.push(problem),
+        };
+        if torch.index == TorchIndex::Pypi {
+            if let Some(default) = release
+                .pypi_default_build()
+                .filter(|default| default.cuda != torch.cuda)
+            {
+                self.error(
+                    "torch.index",
+                    format!(
+                        "PyPI's torch {} is the {} build, not {}",
+                        release.version,
+                        default.variant(),
+                        build.variant()
+                    ),
+                    format!(
+                        "set cuda = \"{}\", or index = \"pytorch\" for the {} build",
+                        default.cuda,
+                        build.variant()
+                    ),
+                );
+            }
+        }
+        self.problems.extend(compat.check_gpu_targets(
+            "gpu.targets",
+            release,
+            build,
+            &manifest.gpu.targets,
+        ));
+        match manifest.base.cuda_version() {
+            Some(base_cuda) => self.push(release.check_base_cuda("base.image", build, base_cuda)),
+            None => self.error(
+                "base.image",
+                format!("cannot tell which CUDA `{}` has", manifest.base.image),
+                "set `cuda = \"X.Y\"` under [base]",
+            ),
+        }
+        for (i, wheel) in manifest.wheels.iter().enumerate() {
+            let Ok(parsed) = wheel.file_name().parse::<WheelFilename>() else {
+                continue;
+            };
+            let uncovered = compat
+                .kernel_coverage(
+                    &parsed.name,
+                    &parsed.version,
+                    &manifest.gpu.targets,
+                    torch.cuda,
+                )
+                .unwrap_or_default();
+            if !uncovered.is_empty() {
+                let labels: Vec<String> = uncovered
+                    .iter()
+                    .map(|arch| compat.arch_label(*arch))
+                    .collect();
+                self.problems.push(
+                    Problem::warning(
+                        format!("wheel[{i}].url"),
+                        format!("{} has no kernels for {}", parsed.name, labels.join(", ")),
+                    )
+                    .with_hint(
+                        "pods on those GPUs get the next kernel the attention policy allows",
+                    ),
+                );
+            }
+        }
+    }
+
+    fn push(&mut self, result: Result<(), Problem>) {
+        if let Err(problem) = result {
+            self.problems.push(problem);
+        }
+    }
+
+    fn pep440(&mut self, key: &str, text: &str) -> Option<Version> {
+        match text.parse() {
+            Ok(version) => Some(version),
+            Err(err) => {
+                self.error(
+                    key,
+                    format!("`{text}` is not a PEP 440 version: {err}"),
+                    "write e.g. `2.8.0`",
+                );
+                None
+            }
+        }
+    }
+
+    fn https_url(&mut self, key: &str, url: &str) {
+        if !url.starts_with("https://") {
+            self.error(
+                key,
+                format!("`{url}` is not an https URL"),
+                "download over https",
+            );
+        } else if MUTABLE_URL_PARTS.iter().any(|part| url.contains(part)) {
+            self.error(
+                key,
+                format!("`{url}` points at a moving branch"),
+                "link a fixed revision (e.g. `/resolve/<commit>/` on Hugging Face): the file behind this URL can change (L5)",
+            );
+        }
+    }
+}
+
+/// URL parts that name a moving target rather than one file.
+const MUTABLE_URL_PARTS: &[&str] = &[
+    "/resolve/main/",
+    "/raw/main/",
+    "/blob/main/",
+    "/releases/latest/",
+];
+
+fn is_hex(text: &str, len: usize) -> bool {
+    text.len() == len
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The tag of an image reference (`repo:tag`), ignoring a registry port.
+fn image_tag(image: &str) -> Option<&str> {
+    let name = image.split('@').next().unwrap_or(image);
+    let last = name.rsplit('/').next().unwrap_or(name);
+    last.split_once(':').map(|(_, tag)| tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_image_tags() {
+        assert_eq!(
+            image_tag("nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04"),
+            Some("12.9.1-cudnn-runtime-ubuntu22.04")
+        );
+        assert_eq!(image_tag("localhost:5000/debian"), None);
+        assert_eq!(
+            image_tag("localhost:5000/debian:bookworm"),
+            Some("bookworm")
+        );
+        assert_eq!(image_tag("debian"), None);
+    }
+
+    #[test]
+    fn exact_pins_only() {
+        let pin = |line: &str| exact_pin(&line.parse().unwrap());
+        assert_eq!(pin("einops==0.8.1").as_deref(), Some("0.8.1"));
+        assert_eq!(
+            pin("xformers===0.0.32.post2").as_deref(),
+            Some("0.0.32.post2")
+        );
+        assert_eq!(pin("einops>=0.8"), None);
+        assert_eq!(pin("einops==0.8.*"), None);
+        assert_eq!(pin("einops"), None);
+        assert_eq!(pin("einops>=0.8,==0.8.1"), None);
+    }
+}
