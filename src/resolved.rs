@@ -61,7 +61,8 @@ pub struct AttentionKernel {
     pub policy: AttentionPolicy,
     pub package: String,
     pub version: String,
-    /// Compute capabilities with kernels; empty means every GPU torch supports.
+    /// Compute capabilities with kernels for the image's CUDA; empty means every GPU torch
+    /// supports (xformers).
     pub archs: Vec<GpuArch>,
 }
 
@@ -112,17 +113,28 @@ impl ResolvedStack {
             .collect();
         packages.sort_by(|a, b| a.name.cmp(&b.name));
         let compat = Compat::embedded();
+        let image_cuda = manifest.torch.as_ref().map(|torch| torch.cuda);
         let attention_kernels = packages
             .iter()
             .filter_map(|package| {
                 let policy = AttentionPolicy::of_package(&package.name)?;
-                let archs = package
+                let known = package
                     .version
                     .parse()
                     .ok()
-                    .and_then(|version| compat.kernel(&package.name, &version))
-                    .map(|kernel| kernel.archs.iter().map(|arch| arch.arch).collect())
-                    .unwrap_or_default();
+                    .and_then(|version| compat.kernel(&package.name, &version));
+                // A kernel with GPU limits that podstack does not know is never chosen (the
+                // validator warns); xformers runs wherever torch does.
+                let archs = match known {
+                    Some(kernel) => kernel
+                        .archs
+                        .iter()
+                        .filter(|arch| image_cuda.is_none_or(|cuda| cuda >= arch.min_cuda))
+                        .map(|arch| arch.arch)
+                        .collect(),
+                    None if policy == AttentionPolicy::Xformers => Vec::new(),
+                    None => return None,
+                };
                 Some(AttentionKernel {
                     policy,
                     package: package.name.clone(),

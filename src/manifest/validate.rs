@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use pep440_rs::Version;
 
-use super::{exact_pin, ComfyUi, Manifest, Runtime, Sync, TorchIndex};
+use super::{exact_pin, AttentionPolicy, ComfyUi, Manifest, Runtime, Sync, TorchIndex};
 use crate::comfyui_cli;
 use crate::compat::{Companion, Compat};
 use crate::problem::{Problem, Severity};
@@ -585,14 +585,31 @@ impl Checker {
             let Ok(parsed) = wheel.file_name().parse::<WheelFilename>() else {
                 continue;
             };
-            let uncovered = compat
-                .kernel_coverage(
-                    &parsed.name,
-                    &parsed.version,
-                    &manifest.gpu.targets,
-                    torch.cuda,
-                )
-                .unwrap_or_default();
+            let coverage = compat.kernel_coverage(
+                &parsed.name,
+                &parsed.version,
+                &manifest.gpu.targets,
+                torch.cuda,
+            );
+            let limited = AttentionPolicy::of_package(&parsed.name)
+                .is_some_and(|policy| policy != AttentionPolicy::Xformers);
+            let Some(uncovered) = coverage else {
+                if limited {
+                    self.problems.push(
+                        Problem::warning(
+                            format!("wheel[{i}].url"),
+                            format!(
+                                "podstack does not know which GPUs {} {} has kernels for",
+                                parsed.name, parsed.version
+                            ),
+                        )
+                        .with_hint(
+                            "the supervisor will not pick it; add its archs to src/compat/data/kernels.toml",
+                        ),
+                    );
+                }
+                continue;
+            };
             if !uncovered.is_empty() {
                 let labels: Vec<String> = uncovered
                     .iter()

