@@ -56,6 +56,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the pod: PID 1 of the image (start.sh execs it).
+    Supervise(crate::supervisor::SuperviseArgs),
     /// Validate stacks and render generated/<stack>/ (Dockerfile, start.sh, locks, DIGEST).
     #[command(
         after_help = "Examples:\n  podstack build\n  podstack build smoke --out /tmp/gen\n  podstack build --check --strict"
@@ -90,6 +92,44 @@ pub enum Command {
     /// Print a stack's full digest (sha256:<64 hex>).
     #[command(after_help = "Example:\n  podstack digest comfyui-cu129")]
     Digest { stack: String },
+    /// Stage a Docker build context for a stack: its generated files, the control panel,
+    /// and the podstack sources or a prebuilt binary.
+    #[command(
+        after_help = "Example:\n  podstack context smoke /tmp/ctx --binary target/release/podstack\n  DOCKER_BUILDKIT=1 docker build -f /tmp/ctx/generated/smoke/Dockerfile --build-arg PODSTACK_SUPERVISOR=prebuilt /tmp/ctx"
+    )]
+    Context {
+        stack: String,
+        /// An empty (or new) folder to fill.
+        dir: PathBuf,
+        /// A podstack binary for the prebuilt-supervisor stage; without it the image
+        /// compiles podstack from the staged sources.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+    /// Check this pod against its build: podstack's files, the Python packages, the digest.
+    #[command(
+        after_help = "Examples:\n  docker run --rm IMAGE podstack verify --expected sha256:...\n  podstack verify --json\n\nExit codes: 0 the pod matches its build (or no expected digest is known), 1 stale or drifted, 2 usage error."
+    )]
+    Verify {
+        /// The stack.json of the image.
+        #[arg(long, env = "PODSTACK_CONFIG", default_value = IMAGE_STACK_JSON)]
+        config: PathBuf,
+        /// The digest the pod should run (what the deploy template pins).
+        #[arg(long, env = "PODSTACK_EXPECTED_DIGEST")]
+        expected: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the list of sha256 of podstack's files in an image (run by the Dockerfile).
+    Seal {
+        /// The image's runtime folder.
+        #[arg(long, default_value = "/opt/podstack")]
+        runtime_dir: PathBuf,
+        /// The podstack binary, sealed with the runtime files.
+        #[arg(long, default_value = IMAGE_BINARY)]
+        binary: PathBuf,
+    },
     /// Say whether a wheel installs on a Python and platform, and why not.
     #[command(
         name = "wheel-compat",
@@ -107,9 +147,14 @@ pub enum Command {
     },
 }
 
+/// Where the runtime files live in an image, for the in-pod commands.
+const IMAGE_STACK_JSON: &str = "/opt/podstack/stack.json";
+const IMAGE_BINARY: &str = "/usr/local/bin/podstack";
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Outcome {
     let result = match cli.command {
+        Command::Supervise(args) => Ok(crate::supervisor::supervise(args)),
         Command::Build {
             stacks,
             out,
@@ -122,6 +167,16 @@ pub fn run(cli: Cli) -> Outcome {
             Ok(Outcome::Ok)
         }
         Command::Digest { stack } => digest(&stack),
+        Command::Context { stack, dir, binary } => context(&stack, &dir, binary.as_deref()),
+        Command::Verify {
+            config,
+            expected,
+            json,
+        } => verify(&config, expected, json),
+        Command::Seal {
+            runtime_dir,
+            binary,
+        } => seal(&runtime_dir, binary),
         Command::WheelCompat {
             filename,
             python,
@@ -250,6 +305,101 @@ fn digest(arg: &str) -> anyhow::Result<Outcome> {
     };
     println!("{}", render::render(&project, &loaded)?.digest);
     Ok(Outcome::Ok)
+}
+
+/// The subject of verification for the image a `stack.json` belongs to.
+pub fn verify_subject(
+    config: &Path,
+    expected: Option<String>,
+) -> anyhow::Result<crate::verify::Subject> {
+    let text = std::fs::read_to_string(config).map_err(|err| {
+        anyhow::anyhow!(
+            "cannot read {}: {err}\n  hint: run this in a podstack image, or pass --config generated/<stack>/stack.json",
+            config.display()
+        )
+    })?;
+    let stack = crate::resolved::ResolvedStack::from_json(&text)?;
+    let runtime_dir = config.parent().unwrap_or(Path::new(".")).to_owned();
+    let env_digest = std::env::var("PODSTACK_DIGEST").ok();
+    let running =
+        crate::verify::running_digest(env_digest.as_deref(), &runtime_dir).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no digest: PODSTACK_DIGEST is unset and {} has no DIGEST file",
+                runtime_dir.display()
+            )
+        })?;
+    let venv = Path::new(&stack.comfyui.python)
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new(crate::resolved::paths::VENV))
+        .to_owned();
+    Ok(crate::verify::Subject {
+        stack,
+        runtime_dir,
+        binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from(IMAGE_BINARY)),
+        venv,
+        running,
+        expected: expected.filter(|digest| !digest.is_empty()),
+    })
+}
+
+fn context(arg: &str, dir: &Path, binary: Option<&Path>) -> anyhow::Result<Outcome> {
+    let project = project()?;
+    let file = project.stack(arg)?;
+    let Some(loaded) = checked(&file, false) else {
+        return Ok(Outcome::Failed);
+    };
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        anyhow::bail!(
+            "{} is not empty\n  hint: stage into a new folder",
+            dir.display()
+        );
+    }
+    let rendered = render::render(&project, &loaded)?;
+    crate::context::stage(&project, &loaded.manifest, &rendered, dir, binary)?;
+    let stage_arg = if binary.is_some() {
+        " --build-arg PODSTACK_SUPERVISOR=prebuilt"
+    } else {
+        ""
+    };
+    println!("{}", rendered.image_tag);
+    eprintln!(
+        "staged {}; build it with:\n  DOCKER_BUILDKIT=1 docker build -f {}/generated/{}/Dockerfile{stage_arg} -t {} {}",
+        dir.display(),
+        dir.display(),
+        rendered.name,
+        rendered.image_tag,
+        dir.display()
+    );
+    Ok(Outcome::Ok)
+}
+
+fn seal(runtime_dir: &Path, binary: PathBuf) -> anyhow::Result<Outcome> {
+    let count = crate::verify::files::seal(runtime_dir, &[binary])?;
+    println!(
+        "sealed {count} files in {}",
+        runtime_dir.join(crate::verify::SEAL_FILE).display()
+    );
+    Ok(Outcome::Ok)
+}
+
+fn verify(config: &Path, expected: Option<String>, json: bool) -> anyhow::Result<Outcome> {
+    let subject = verify_subject(config, expected)?;
+    let timeout = subject.stack.runtime.verify.latest_digest_timeout.0;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(crate::verify::verify(&subject, timeout));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(if report.mismatch() {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    })
 }
 
 fn wheel_compat(filename: &str, python: PythonVersion, glibc: Option<GlibcVersion>) -> Outcome {

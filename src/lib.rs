@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod comfyui_cli;
 pub mod compat;
+pub mod context;
 pub mod digest;
 pub mod duration;
 pub mod manifest;
@@ -10,6 +11,8 @@ pub mod problem;
 pub mod project;
 pub mod render;
 pub mod resolved;
+pub mod supervisor;
 pub mod user;
+pub mod verify;
 pub mod version;
 pub mod wheel;

@@ -25,6 +25,8 @@ const RENDERED: [&str; 5] = [DOCKERFILE, START_SH, REQUIREMENTS, CONSTRAINTS, DI
 
 /// The resolved manifest's output name; it is serialised, not templated.
 pub const STACK_JSON: &str = "stack.json";
+/// The RunPod pod template (a REST API `POST /templates` body), serialised.
+pub const RUNPOD_TEMPLATE: &str = "runpod-template.json";
 /// Control panel assets, copied into the image as they are.
 pub const UI_DIR: &str = "templates/ui";
 /// Where the PyTorch wheel indexes live, one per CUDA variant.
@@ -170,6 +172,10 @@ fn render_templates(
     let env = environment()?;
     let context = RenderContext::new(manifest, shown_as, digest);
     let mut files = BTreeMap::new();
+    files.insert(
+        RUNPOD_TEMPLATE.to_owned(),
+        runpod_template(manifest, shown_as, digest),
+    );
     for name in RENDERED {
         let template_error = |source| RenderError::Template {
             name: name.to_owned(),
@@ -308,6 +314,41 @@ impl<'a> RenderContext<'a> {
             ports,
         }
     }
+}
+
+/// A RunPod template that runs exactly this build: the image by its digest tag, the digest
+/// the pod must verify against, and the pod's ports and volume.
+fn runpod_template(manifest: &Manifest, shown_as: &str, digest: &str) -> String {
+    let deploy = &manifest.deploy;
+    let tag = image_tag(manifest, digest);
+    let image = if deploy.registry.is_empty() {
+        tag
+    } else {
+        format!("{}/{tag}", deploy.registry.trim_end_matches('/'))
+    };
+    let runtime = &manifest.runtime;
+    let mut ports = vec![
+        format!("{}/http", runtime.panel_port),
+        format!("{}/http", runtime.comfyui_port),
+    ];
+    if runtime.jupyter.enabled {
+        ports.push(format!("{}/http", runtime.jupyter.port));
+    }
+    let template = serde_json::json!({
+        "name": format!("{} {}", manifest.stack.name, manifest.stack.version),
+        "imageName": image,
+        "category": if manifest.torch.is_some() { "NVIDIA" } else { "CPU" },
+        "containerDiskInGb": deploy.container_disk_gb,
+        "volumeMountPath": runtime.volume,
+        "ports": ports,
+        "env": { "PODSTACK_EXPECTED_DIGEST": digest },
+        "isPublic": false,
+        "isServerless": false,
+        "readme": format!("{}. The pod checks at start that it runs {digest}.", header(shown_as)),
+    });
+    let mut text = serde_json::to_string_pretty(&template).expect("a template serialises to JSON");
+    text.push('\n');
+    text
 }
 
 /// Every file under `root/dir` (skipping Python caches), named `dir/<relative path>`, in a

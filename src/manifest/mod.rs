@@ -46,6 +46,34 @@ pub struct Manifest {
     /// Models the pod fetches into the shared models folder.
     #[serde(default, rename = "model")]
     pub models: Vec<Model>,
+    #[serde(default)]
+    pub deploy: Deploy,
+}
+
+/// `[deploy]`: where the image is pushed and how a RunPod pod template runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deploy {
+    /// Registry and namespace the image is pushed to, e.g. `ghcr.io/studio`; the template's
+    /// image is `<registry>/<name>:<version>-<digest12>`.
+    #[serde(default)]
+    pub registry: String,
+    /// Container disk of the pod template, in GB.
+    #[serde(default = "default_container_disk_gb")]
+    pub container_disk_gb: u32,
+}
+
+impl Default for Deploy {
+    fn default() -> Self {
+        Self {
+            registry: String::new(),
+            container_disk_gb: default_container_disk_gb(),
+        }
+    }
+}
+
+fn default_container_disk_gb() -> u32 {
+    50
 }
 
 /// `[stack]`: the name and version that make the image tag `<name>:<version>-<digest12>`.
@@ -249,6 +277,32 @@ pub struct Runtime {
     pub stop_grace: HumanDuration,
     #[serde(default)]
     pub jupyter: Jupyter,
+    #[serde(default)]
+    pub verify: VerifyPolicy,
+}
+
+/// What a pod does when it is not the build it should be (stale or drifted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyPolicy {
+    /// `warn`: start, with a banner in the panel, a field in /api/status and a log line;
+    /// `refuse`: exit before ComfyUI starts. `PODSTACK_VERIFY_POLICY` overrides it.
+    #[serde(default)]
+    pub on_mismatch: OnMismatch,
+    /// A URL that publishes the latest digest of this stack (a text file with `sha256:...`).
+    pub latest_digest_url: Option<String>,
+    /// How long start-up waits for that URL at most; offline means "unknown".
+    #[serde(default = "default_latest_digest_timeout")]
+    pub latest_digest_timeout: HumanDuration,
+}
+
+/// `warn` or `refuse`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnMismatch {
+    #[default]
+    Warn,
+    Refuse,
 }
 
 /// `[runtime.memory]`: memory relief between prompts.
@@ -427,6 +481,9 @@ fn default_crash_loop_failures() -> u32 {
 fn default_crash_loop_window() -> HumanDuration {
     HumanDuration::from_secs(120)
 }
+fn default_latest_digest_timeout() -> HumanDuration {
+    HumanDuration::from_secs(2)
+}
 fn default_transfers() -> u32 {
     8
 }
@@ -466,6 +523,17 @@ impl Default for Runtime {
             restart: RestartPolicy::default(),
             stop_grace: default_stop_grace(),
             jupyter: Jupyter::default(),
+            verify: VerifyPolicy::default(),
+        }
+    }
+}
+
+impl Default for VerifyPolicy {
+    fn default() -> Self {
+        Self {
+            on_mismatch: OnMismatch::default(),
+            latest_digest_url: None,
+            latest_digest_timeout: default_latest_digest_timeout(),
         }
     }
 }

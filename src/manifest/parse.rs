@@ -263,10 +263,10 @@ mod tests {
         assert_eq!(at("stack.name"), (2, 8));
         assert_eq!(at("runtime.users[1]"), (5, 19));
         assert_eq!(at("wheel[1].url"), (11, 7));
-        assert_eq!(at("comfyui.custom_nodes[0].commit"), (14, 42));
+        assert_eq!(at("comfyui.custom_nodes[0].commit"), (14, 40));
         assert_eq!(
             at("runtime.nope"),
-            (4, 2),
+            (4, 1),
             "a missing key points at its table"
         );
     }

@@ -2,5 +2,7 @@
 
 mod support;
 
+mod api;
 mod build;
 mod malformed;
+mod supervise;

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# End to end with real images: builds stacks/smoke.toml with Docker (BuildKit, the generated
+# Dockerfile unchanged, the prebuilt-binary stage), runs it with a volume and no GPU, and checks
+# through the API and `podstack verify` that the pod is current, serves one user's outputs into
+# that user's folder only, sees itself as stale against a newer build (and refuses to start
+# under the refuse policy), and names drifted files and packages.
+#
+# Installs the Docker engine (Debian docker.io) and debootstrap when missing, starts dockerd
+# when none answers, and makes the base image from Debian packages: nothing is pulled from a
+# registry. Removes its containers, images and files at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== e2e: %s\n' "$*"; }
+fail() { printf 'e2e FAILED: %s\n' "$*" >&2; exit 1; }
+
+# Debian's client has BuildKit built in; a newer client may need the buildx plugin.
+docker=/usr/bin/docker
+
+ensure_docker() {
+    if [ ! -x "$docker" ] || ! command -v debootstrap >/dev/null 2>&1; then
+        say "installing docker.io and debootstrap"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
+    fi
+    if ! "$docker" info >/dev/null 2>&1; then
+        say "starting dockerd"
+        (dockerd >/tmp/podstack-e2e-dockerd.log 2>&1 &)
+        for _ in $(seq 60); do
+            "$docker" info >/dev/null 2>&1 && return 0
+            sleep 1
+        done
+        cat /tmp/podstack-e2e-dockerd.log >&2
+        fail "dockerd did not start"
+    fi
+}
+
+ensure_base() {
+    if "$docker" image inspect podstack-base:bookworm >/dev/null 2>&1; then
+        return 0
+    fi
+    say "making podstack-base:bookworm with debootstrap"
+    local rootfs
+    rootfs=$(mktemp -d)
+    debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/tmp/podstack-e2e-debootstrap.log 2>&1 \
+        || { tail -20 /tmp/podstack-e2e-debootstrap.log >&2; fail "debootstrap"; }
+    tar -C "$rootfs" -c . | "$docker" import - podstack-base:bookworm >/dev/null
+    rm -rf "$rootfs"
+}
+
+ensure_docker
+ensure_base
+
+work=$(mktemp -d)
+images=()
+cleanup() {
+    "$docker" ps -aq --filter label=podstack-e2e | xargs -r "$docker" rm -f >/dev/null 2>&1 || true
+    for image in "${images[@]}"; do "$docker" rmi -f "$image" >/dev/null 2>&1 || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+say "podstack binary"
+cargo build --locked --quiet
+cp target/debug/podstack "$work/podstack"
+strip "$work/podstack"
+podstack="$work/podstack"
+
+# A copy of the project, so the v2 change to the control panel stays out of the repository.
+project="$work/project"
+mkdir -p "$project/templates" "$project/tests/fixtures"
+cp -r stacks "$project/"
+cp -r templates/ui "$project/templates/"
+cp -r tests/fixtures/comfyui "$project/tests/fixtures/"
+
+build_image() { # name -> prints the tag
+    local ctx="$work/ctx-$1" tag
+    tag=$(cd "$project" && "$podstack" context smoke "$ctx" --binary "$podstack" 2>/dev/null)
+    DOCKER_BUILDKIT=1 "$docker" build -q -f "$ctx/generated/smoke/Dockerfile" \
+        --build-arg PODSTACK_SUPERVISOR=prebuilt -t "$tag" "$ctx" >/dev/null \
+        || fail "docker build of $tag"
+    echo "$tag"
+}
+
+say "building v1"
+tag1=$(build_image v1)
+images+=("$tag1")
+digest1=$(cd "$project" && "$podstack" digest smoke 2>/dev/null)
+
+say "building v2: one control panel change, version 0.2.0"
+printf '<!-- v2 -->\n' >> "$project/templates/ui/index.html"
+sed -i 's/^version = "0.1.0"/version = "0.2.0"/' "$project/stacks/smoke.toml"
+tag2=$(build_image v2)
+images+=("$tag2")
+digest2=$(cd "$project" && "$podstack" digest smoke 2>/dev/null)
+[ "$digest1" != "$digest2" ] || fail "v1 and v2 have the same digest"
+echo "v1 $tag1 $digest1"
+echo "v2 $tag2 $digest2"
+
+json() { # json FILTER < document: a value by a python expression over `d`
+    python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"
+}
+
+run_pod() { # name image volume [docker run args...]
+    local name=$1 image=$2 volume=$3
+    shift 3
+    "$docker" run -d --label podstack-e2e --name "$name" -v "$volume:/workspace" \
+        -p 127.0.0.1::7777 -p 127.0.0.1::8188 "$@" "$image" >/dev/null
+}
+
+port_of() { "$docker" port "$1" "$2" | head -n 1 | sed 's/.*://'; }
+
+wait_for() { # seconds description command...
+    local seconds=$1 what=$2
+    shift 2
+    for _ in $(seq $((seconds * 4))); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.25
+    done
+    fail "$what (waited ${seconds}s)"
+}
+
+status_of() { curl -fsS "http://127.0.0.1:$(port_of "$1" 7777)/api/status"; }
+
+comfyui_state() { status_of "$1" | json 'd["services"]["comfyui"]["state"]["state"]'; }
+
+say "v1 with the digest it was built for: current, one user's output in that user's folder"
+vol1="$work/volume1"
+mkdir -p "$vol1"
+run_pod pod1 "$tag1" "$vol1" -e PODSTACK_EXPECTED_DIGEST="$digest1"
+wait_for 30 "pod1 answers /api/health" curl -fsS "http://127.0.0.1:$(port_of pod1 7777)/api/health"
+status=$(status_of pod1)
+[ "$(echo "$status" | json 'd["stack"]["digest"]')" = "$digest1" ] || fail "status digest: $status"
+[ "$(echo "$status" | json 'd["verification"]["freshness"]["state"]')" = "current" ] || fail "not current: $status"
+[ "$(echo "$status" | json 'd["cpu_mode"]')" = "True" ] || fail "no GPU should mean CPU mode: $status"
+
+curl -fsS -X POST -H 'Content-Type: application/json' -d '{"user":"alice"}' \
+    "http://127.0.0.1:$(port_of pod1 7777)/api/start" >/dev/null
+ready() { [ "$(comfyui_state pod1)" = "ready" ]; }
+wait_for 60 "ComfyUI ready for alice" ready
+prompt='{"prompt":{"1":{"class_type":"SaveImage","inputs":{"filename_prefix":"e2e"}}}}'
+curl -fsS -X POST -H 'Content-Type: application/json' -d "$prompt" \
+    "http://127.0.0.1:$(port_of pod1 8188)/prompt" >/dev/null
+output_landed() { compgen -G "$vol1/output/alice/e2e_*.png" >/dev/null; }
+wait_for 30 "the prompt's image in output/alice" output_landed
+others=$(find "$vol1" -name '*.png' ! -path "$vol1/output/alice/*")
+[ -z "$others" ] || fail "images outside output/alice: $others"
+curl -fsS -X POST "http://127.0.0.1:$(port_of pod1 7777)/api/stop" >/dev/null
+stopped() { [ "$(comfyui_state pod1)" = "stopped" ]; }
+wait_for 30 "ComfyUI stopped" stopped
+
+say "drift: a control panel file and a pinned package changed inside the running pod"
+"$docker" exec pod1 podstack verify >/dev/null || fail "verify before any change"
+"$docker" exec pod1 sh -c 'echo patched > /opt/podstack/ui/index.html'
+site=/opt/venv/lib/python3.11/site-packages
+"$docker" exec pod1 sh -c "sed -i 's/^Version: 23.0.1$/Version: 23.0.2/' $site/pip-23.0.1.dist-info/METADATA"
+set +e
+report=$("$docker" exec pod1 podstack verify)
+code=$?
+set -e
+echo "$report"
+[ "$code" = 1 ] || fail "verify exit code $code on a drifted pod"
+grep -q 'changed  /opt/podstack/ui/index.html' <<<"$report" || fail "the changed UI file is not named"
+grep -q 'version  pip: expected 23.0.1, found 23.0.2' <<<"$report" || fail "the changed package is not named"
+"$docker" rm -f pod1 >/dev/null
+
+say "stale: v1 where the template expects v2 (warn)"
+vol2="$work/volume2"
+mkdir -p "$vol2"
+run_pod pod2 "$tag1" "$vol2" -e PODSTACK_EXPECTED_DIGEST="$digest2"
+wait_for 30 "pod2 answers /api/health" curl -fsS "http://127.0.0.1:$(port_of pod2 7777)/api/health"
+freshness=$(status_of pod2 | json 'd["verification"]["freshness"]')
+echo "$freshness"
+grep -q "'state': 'stale'" <<<"$freshness" || fail "not stale: $freshness"
+for digest in "$digest1" "$digest2"; do
+    grep -q "$digest" <<<"$freshness" || fail "$digest missing from: $freshness"
+done
+"$docker" rm -f pod2 >/dev/null
+
+say "stale: v1 where the template expects v2 (refuse)"
+vol3="$work/volume3"
+mkdir -p "$vol3"
+set +e
+refused=$("$docker" run --rm --label podstack-e2e -v "$vol3:/workspace" \
+    -e PODSTACK_EXPECTED_DIGEST="$digest2" -e PODSTACK_VERIFY_POLICY=refuse "$tag1" 2>&1)
+code=$?
+set -e
+echo "$refused"
+[ "$code" != 0 ] || fail "a stale pod under the refuse policy started"
+for digest in "$digest1" "$digest2"; do
+    grep -q "$digest" <<<"$refused" || fail "the refusal does not name $digest"
+done
+[ -z "$(find "$vol3" -name 'comfyui*.log' -size +0)" ] || fail "ComfyUI started on a refused pod"
+
+say "all image checks passed"

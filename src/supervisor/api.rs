@@ -1,0 +1,741 @@
+//! The control panel's HTTP API (axum): thin handlers over the orchestrator's [`Control`], the
+//! logs and the usage files, one JSON error shape, a body size limit, and the panel page.
+//!
+//! Start and stop answer at once with the new state (L14); the state lives on the server and
+//! clients poll `/api/status` or stream `/api/logs/stream`.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, SET_COOKIE};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt as _};
+
+use super::auth::{self, PanelAuth};
+use super::control::{Control, Refusal};
+use super::logs::{LogBook, LogLine, SUPERVISOR};
+use super::run::now_ms;
+use super::state::UnixMillis;
+use super::status::Status;
+use super::usage::{self, Month};
+use crate::user::UserName;
+
+/// Request bodies are small JSON objects.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Services whose logs the API serves.
+pub const SERVICES: [&str; 4] = ["comfyui", "jupyter", "sync", SUPERVISOR];
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub control: Control,
+    pub logs: Arc<LogBook>,
+    pub auth: Arc<PanelAuth>,
+    /// Where `index.html` is read from.
+    pub ui_dir: Arc<PathBuf>,
+    /// `<volume>/.podstack/sessions`, every pod's usage file.
+    pub sessions_dir: Arc<PathBuf>,
+}
+
+/// The API's routes; serving them is the caller's business.
+pub fn router(state: AppState) -> Router {
+    let guard = middleware::from_fn_with_state(Arc::clone(&state.auth), auth::guard);
+    Router::new()
+        .route("/", get(index))
+        .route("/api/start", post(start))
+        .route("/api/stop", post(stop))
+        .route("/api/status", get(status))
+        .route("/api/logs", get(logs))
+        .route("/api/logs/stream", get(log_stream))
+        .route("/api/health", get(health))
+        .route("/api/usage", get(usage))
+        .route("/api/users", post(add_user))
+        .route("/api/login", post(login))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(guard)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// An error as the API reports it: `{"error", "hint"}` with a status code.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: String,
+    hint: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            status,
+            error: error.into(),
+            hint: hint.into(),
+        }
+    }
+
+    pub fn bad_request(error: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, error, hint)
+    }
+
+    pub fn unauthorized(error: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, error, hint)
+    }
+
+    pub fn forbidden(error: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, error, hint)
+    }
+
+    /// Logs what went wrong inside and tells the client only that it did.
+    fn internal(what: &str, err: &dyn std::fmt::Display) -> Self {
+        tracing::error!("{what} failed: {err}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{what} failed inside the supervisor"),
+            "the supervisor log (GET /api/logs?service=supervisor) has the details",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.error, "hint": self.hint})),
+        )
+            .into_response()
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        let status = match refusal {
+            Refusal::UnknownUser { .. } => StatusCode::NOT_FOUND,
+            Refusal::NewUsersOff => StatusCode::FORBIDDEN,
+            Refusal::UserExists(_) => StatusCode::CONFLICT,
+            Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, refusal.to_string(), refusal.hint())
+    }
+}
+
+/// `Json<T>` whose rejections (bad JSON, too large, wrong type) are [`ApiError`]s.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(request, state)
+            .await
+            .map(|Json(value)| Self(value))
+            .map_err(|rejection: JsonRejection| {
+                ApiError::new(
+                    rejection.status(),
+                    rejection.body_text(),
+                    format!(
+                        "send a JSON object of at most {} KiB with Content-Type: application/json",
+                        BODY_LIMIT / 1024
+                    ),
+                )
+            })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UserBody {
+    user: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct NewUserBody {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct LoginBody {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct UsageQuery {
+    month: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LogQuery {
+    service: Option<String>,
+    #[serde(default)]
+    after: u64,
+}
+
+fn user_name(name: &str) -> Result<UserName, ApiError> {
+    UserName::parse(name).map_err(|bad| ApiError::bad_request(bad.to_string(), UserName::RULE))
+}
+
+fn service_name(service: Option<&str>) -> Result<Option<&'static str>, ApiError> {
+    service
+        .map(|wanted| {
+            SERVICES
+                .into_iter()
+                .find(|known| *known == wanted)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        format!("there is no service `{wanted}`"),
+                        format!("services: {}", SERVICES.join(", ")),
+                    )
+                })
+        })
+        .transpose()
+}
+
+/// The status with the server's clock, and the links a browser follows, which depend on the
+/// host it came through.
+#[derive(Debug, Serialize)]
+struct StatusView {
+    #[serde(flatten)]
+    status: Arc<Status>,
+    now_ms: UnixMillis,
+    uptime_s: u64,
+    comfyui_url: Option<String>,
+    jupyter_url: Option<String>,
+}
+
+fn view(status: Arc<Status>, headers: &HeaderMap) -> Json<StatusView> {
+    let host = headers.get(HOST).and_then(|host| host.to_str().ok());
+    let now = now_ms();
+    Json(StatusView {
+        now_ms: now,
+        uptime_s: status.uptime_s(now),
+        comfyui_url: status.public_url(status.comfyui_port, host),
+        jupyter_url: status
+            .jupyter_port
+            .and_then(|port| status.public_url(port, host)),
+        status,
+    })
+}
+
+async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<UserBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = user_name(&body.user)?;
+    let status = state.control.start(user).await?;
+    Ok((StatusCode::ACCEPTED, view(status, &headers)))
+}
+
+async fn stop(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let status = state.control.stop().await?;
+    Ok((StatusCode::ACCEPTED, view(status, &headers)))
+}
+
+async fn add_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<NewUserBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let user = user_name(&body.name)?;
+    let status = state.control.add_user(user).await?;
+    Ok((StatusCode::CREATED, view(status, &headers)))
+}
+
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    view(state.control.status(), &headers)
+}
+
+async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    Json(json!({"ok": true, "uptime_s": state.control.status().uptime_s(now_ms())}))
+}
+
+async fn logs(
+    State(state): State<AppState>,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(
+            rejection.body_text(),
+            "use ?service=comfyui&after=<cursor> with a whole number as cursor",
+        )
+    })?;
+    let service = service_name(query.service.as_deref())?;
+    Ok(Json(state.logs.after(service, query.after)))
+}
+
+/// New log lines as server-sent events (`line`, with the cursor as id); replays what the ring
+/// holds after `Last-Event-ID` when the browser reconnects. Ends when the client leaves.
+async fn log_stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(rejection.body_text(), "use ?service=comfyui")
+    })?;
+    let service = service_name(query.service.as_deref())?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok()?.parse().ok())
+        .unwrap_or(query.after);
+    // Subscribe before reading the ring so no line falls between the two.
+    let live = BroadcastStream::new(state.logs.subscribe());
+    let backlog = state.logs.after(service, after);
+    let mut last = backlog.next;
+    let replay = tokio_stream::iter(backlog.lines.into_iter().map(Ok));
+    let events = replay.chain(live).filter_map(move |item| match item {
+        Ok(line) if line.cursor > last && service.is_none_or(|wanted| *line.service == *wanted) => {
+            last = line.cursor;
+            Some(Ok(line_event(&line)))
+        }
+        Ok(_) => None,
+        Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
+            .event("dropped")
+            .data(format!("{missed} lines were skipped; GET /api/logs?after={last} has what the ring still holds")))),
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn line_event(line: &LogLine) -> Event {
+    let data = serde_json::to_string(line).unwrap_or_default();
+    Event::default()
+        .event("line")
+        .id(line.cursor.to_string())
+        .data(data)
+}
+
+/// GPU hours per user in a month (`?month=2026-05`, this month by default), across every pod.
+async fn usage(
+    State(state): State<AppState>,
+    query: Result<Query<UsageQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text(), "use ?month=YYYY-MM"))?;
+    let month = match query.month {
+        Some(month) => month
+            .parse::<Month>()
+            .map_err(|err| ApiError::bad_request(err, "use ?month=YYYY-MM"))?,
+        None => Month::containing(now_ms()),
+    };
+    let dir = Arc::clone(&state.sessions_dir);
+    let summary = tokio::task::spawn_blocking(move || usage::summarise(&dir, month))
+        .await
+        .map_err(|err| ApiError::internal("reading the usage files", &err))?
+        .map_err(|err| ApiError::internal("reading the usage files", &err))?;
+    Ok(Json(summary))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.control.status().metrics(now_ms()),
+    )
+}
+
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Response, ApiError> {
+    if !state.auth.enabled() {
+        return Ok(Json(json!({"ok": true, "token_required": false})).into_response());
+    }
+    if !state.auth.is_token(&body.token) {
+        return Err(ApiError::unauthorized(
+            "that is not the panel token",
+            "the token is the pod's PODSTACK_PANEL_TOKEN (or the file PODSTACK_PANEL_TOKEN_FILE names)",
+        ));
+    }
+    let https = headers
+        .get("x-forwarded-proto")
+        .is_some_and(|proto| proto.as_bytes().eq_ignore_ascii_case(b"https"));
+    Ok((
+        [(SET_COOKIE, state.auth.login_cookie(https))],
+        Json(json!({"ok": true, "token_required": true})),
+    )
+        .into_response())
+}
+
+async fn index(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let path = state.ui_dir.join("index.html");
+    let page =
+        tokio::fs::read_to_string(&path).await.map_err(|err| {
+            ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("the control panel page {} cannot be read: {err}", path.display()),
+            "set PODSTACK_UI_DIR to the folder holding index.html (templates/ui in the project)",
+        )
+        })?;
+    Ok(([(CACHE_CONTROL, "no-cache")], Html(page)))
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("there is no {}", request.uri().path()),
+        "the API is under /api: start, stop, status, logs, logs/stream, health, usage, users, login; metrics at /metrics",
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+        "reads are GET, changes are POST",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::IntoFuture as _;
+
+    use axum::body::Body;
+    use axum::http::header::{AUTHORIZATION, COOKIE, ORIGIN};
+    use http_body_util::BodyExt as _;
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::manifest::Runtime;
+    use crate::supervisor::gpu::GpuProbe;
+    use crate::supervisor::logs::LogLimits;
+    use crate::supervisor::process::Reaper;
+    use crate::supervisor::run::{Orchestrator, Setup};
+    use crate::supervisor::settings;
+    use crate::supervisor::status::AuthStatus;
+
+    struct Panel {
+        router: Router,
+        _dir: tempfile::TempDir,
+    }
+
+    /// The API over a running orchestrator that is never asked to spawn.
+    fn panel(token: Option<&str>, edit: impl FnOnce(&mut Runtime)) -> Panel {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Arc::new(settings::for_tests(dir.path(), edit));
+        let logs = Arc::new(LogBook::new(None, LogLimits::default(), false));
+        let auth = Arc::new(PanelAuth::new(
+            token,
+            settings.stack.runtime.anonymous_status,
+        ));
+        let (orchestrator, control) = Orchestrator::new(Setup {
+            settings: Arc::clone(&settings),
+            reaper: Reaper::idle(),
+            logs: Arc::clone(&logs),
+            gpus: GpuProbe {
+                gpus: Vec::new(),
+                notes: Vec::new(),
+            },
+            auth: AuthStatus {
+                token_required: auth.enabled(),
+                anonymous_status: settings.stack.runtime.anonymous_status,
+            },
+            jupyter_token: None,
+        })
+        .unwrap();
+        tokio::spawn(orchestrator.run());
+        let router = router(AppState {
+            control,
+            logs,
+            auth,
+            ui_dir: Arc::new(settings.ui_dir.clone()),
+            sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
+        });
+        Panel { router, _dir: dir }
+    }
+
+    fn request(method: &str, uri: &str, body: Option<&str>, headers: &[(&str, &str)]) -> Request {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(HOST, "pod:7777");
+        if body.is_some() {
+            builder = builder.header(CONTENT_TYPE, "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder
+            .body(Body::from(body.unwrap_or("").to_owned()))
+            .unwrap()
+    }
+
+    async fn call(panel: &Panel, request: Request) -> (StatusCode, HeaderMap, String) {
+        let response = panel.router.clone().oneshot(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        (
+            parts.status,
+            parts.headers,
+            String::from_utf8_lossy(&bytes).into_owned(),
+        )
+    }
+
+    fn json(text: &str) -> Value {
+        serde_json::from_str(text).unwrap_or_else(|err| panic!("{err}: {text}"))
+    }
+
+    #[tokio::test]
+    async fn refuses_bad_user_names_with_the_rule() {
+        let panel = panel(None, |_| {});
+        let long = "a".repeat(33);
+        for name in ["../x", "a b", "$(id)", "", long.as_str()] {
+            let body = serde_json::to_string(&json!({ "user": name })).unwrap();
+            let (status, _, text) =
+                call(&panel, request("POST", "/api/start", Some(&body), &[])).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{name}: {text}");
+            let error = json(&text);
+            assert!(
+                error["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("is not a valid user name"),
+                "{text}"
+            );
+            assert_eq!(error["hint"], UserName::RULE);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_user_is_not_found_with_the_users_listed() {
+        let panel = panel(None, |_| {});
+        let (status, _, text) = call(
+            &panel,
+            request("POST", "/api/start", Some(r#"{"user":"carol"}"#), &[]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let error = json(&text);
+        assert_eq!(error["error"], "`carol` is not a user of this pod");
+        assert!(
+            error["hint"]
+                .as_str()
+                .unwrap()
+                .starts_with("users: alice, bob"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_are_json_with_a_hint() {
+        let panel = panel(None, |_| {});
+        let (status, _, text) = call(&panel, request("GET", "/nope", None, &[])).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(json(&text)["hint"].is_string());
+        let (status, _, text) = call(&panel, request("GET", "/api/start", None, &[])).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{text}");
+        assert_eq!(json(&text)["error"], "GET is not allowed on /api/start");
+        let (status, _, text) = call(&panel, request("POST", "/api/start", Some("{"), &[])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(json(&text)["hint"]
+            .as_str()
+            .unwrap()
+            .contains("JSON object"));
+        let big = format!(r#"{{"user": "{}"}}"#, "a".repeat(BODY_LIMIT));
+        let (status, _, text) = call(&panel, request("POST", "/api/start", Some(&big), &[])).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+        assert!(json(&text)["error"].is_string());
+        let (status, _, text) =
+            call(&panel, request("GET", "/api/logs?service=nope", None, &[])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            json(&text)["hint"],
+            "services: comfyui, jupyter, sync, supervisor"
+        );
+        let (status, _, _) = call(&panel, request("GET", "/api/logs?after=x", None, &[])).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn status_shows_the_stack_users_services_and_links() {
+        let panel = panel(None, |_| {});
+        let (status, _, text) = call(&panel, request("GET", "/api/status", None, &[])).await;
+        assert_eq!(status, StatusCode::OK);
+        let status = json(&text);
+        assert_eq!(status["stack"]["name"], "smoke");
+        assert_eq!(status["stack"]["digest"], "sha256:test");
+        assert_eq!(status["users"], json(r#"["alice", "bob"]"#));
+        assert_eq!(status["services"]["comfyui"]["state"], "stopped");
+        assert_eq!(status["services"]["jupyter"]["state"], "disabled");
+        assert_eq!(status["services"]["sync"]["state"], "not-configured");
+        assert_eq!(status["cpu_mode"], true);
+        assert_eq!(status["attention"]["requested"]["flag"], "--cpu");
+        assert_eq!(status["comfyui_url"], "http://pod:0");
+        let warnings = status["warnings"].to_string();
+        assert!(warnings.contains("runs on the CPU"), "{warnings}");
+        assert!(warnings.contains("The panel has no token"), "{warnings}");
+    }
+
+    #[tokio::test]
+    async fn a_token_guards_every_route_but_the_page_health_and_login() {
+        let panel = panel(Some("s3cret"), |_| {});
+        for (method, uri) in [
+            ("GET", "/api/status"),
+            ("GET", "/api/logs"),
+            ("GET", "/metrics"),
+            ("POST", "/api/stop"),
+        ] {
+            let (status, _, text) = call(&panel, request(method, uri, None, &[])).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {text}");
+            assert_eq!(json(&text)["error"], "this panel needs its token");
+        }
+        let (status, _, _) = call(&panel, request("GET", "/api/health", None, &[])).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, page) = call(&panel, request("GET", "/", None, &[])).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("<title>podstack</title>"));
+        let bearer = [(AUTHORIZATION.as_str(), "Bearer s3cret")];
+        let (status, _, _) = call(&panel, request("GET", "/api/status", None, &bearer)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = call(
+            &panel,
+            request("POST", "/api/login", Some(r#"{"token":"guess"}"#), &[]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, headers, _) = call(
+            &panel,
+            request("POST", "/api/login", Some(r#"{"token":"s3cret"}"#), &[]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let cookie = headers[SET_COOKIE].to_str().unwrap();
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let pair = cookie.split(';').next().unwrap();
+        let (status, _, _) = call(
+            &panel,
+            request("GET", "/api/status", None, &[(COOKIE.as_str(), pair)]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn anonymous_status_opens_the_status_only() {
+        let panel = panel(Some("s3cret"), |runtime| runtime.anonymous_status = true);
+        let (status, _, _) = call(&panel, request("GET", "/api/status", None, &[])).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _, _) = call(&panel, request("GET", "/api/logs", None, &[])).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn writes_from_another_site_are_forbidden() {
+        let panel = panel(None, |_| {});
+        let evil = [(ORIGIN.as_str(), "https://evil.example")];
+        let (status, _, text) = call(&panel, request("POST", "/api/stop", None, &evil)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+        let own = [(ORIGIN.as_str(), "http://pod:7777")];
+        let (status, _, text) = call(&panel, request("POST", "/api/stop", None, &own)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    }
+
+    #[tokio::test]
+    async fn users_are_added_only_when_the_manifest_allows() {
+        let closed = panel(None, |runtime| runtime.allow_new_users = false);
+        let (status, _, text) = call(
+            &closed,
+            request("POST", "/api/users", Some(r#"{"name":"carol"}"#), &[]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+        assert_eq!(
+            json(&text)["hint"],
+            "set runtime.allow_new_users = true in the stack manifest"
+        );
+        let open = panel(None, |runtime| runtime.allow_new_users = true);
+        let (status, _, text) = call(
+            &open,
+            request("POST", "/api/users", Some(r#"{"name":"carol"}"#), &[]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        assert_eq!(json(&text)["users"], json(r#"["alice", "bob", "carol"]"#));
+        let (status, _, _) = call(
+            &open,
+            request("POST", "/api/users", Some(r#"{"name":"carol"}"#), &[]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, _, _) = call(
+            &open,
+            request("POST", "/api/users", Some(r#"{"name":"Carol!"}"#), &[]),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn logs_page_by_cursor_and_metrics_are_prometheus_text() {
+        let panel = panel(None, |_| {});
+        let (_, _, text) = call(
+            &panel,
+            request("GET", "/api/logs?service=supervisor&after=0", None, &[]),
+        )
+        .await;
+        let page = json(&text);
+        assert!(page["lines"].is_array() && page["next"].is_u64(), "{text}");
+        let (status, headers, text) = call(&panel, request("GET", "/metrics", None, &[])).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(headers[CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        assert!(
+            text.contains("podstack_service_state{service=\"comfyui\",state=\"stopped\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("podstack_service_restarts_total{service=\"comfyui\"} 0"),
+            "{text}"
+        );
+        let (status, _, text) = call(&panel, request("GET", "/api/usage", None, &[])).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(json(&text)["users"], json("[]"));
+    }
+
+    #[tokio::test]
+    async fn serves_on_a_real_port() {
+        let panel = panel(None, |_| {});
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(axum::serve(listener, panel.router.clone()).into_future());
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let health: Value = client
+            .get(format!("http://{address}/api/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["ok"], true);
+    }
+}

@@ -1,0 +1,215 @@
+//! The pod's supervisor, `podstack supervise`: PID 1 of the image. It probes the GPU, runs
+//! ComfyUI for the active user (and JupyterLab when enabled) under a per-service state
+//! machine, serves the control panel's API, and on SIGTERM/SIGINT stops every service and
+//! leaves no process behind.
+//!
+//! Exit codes: 0 stopped by SIGTERM/SIGINT after every service stopped; 1 could not start (a
+//! stack.json, folder, port or token file it cannot use) or the panel server failed; 2 usage.
+
+pub mod api;
+pub mod attention;
+pub mod auth;
+pub mod control;
+pub mod exit_reason;
+pub mod gpu;
+pub mod jupyter;
+pub mod launch;
+pub mod log_watch;
+pub mod logs;
+pub mod probe;
+pub mod process;
+pub mod run;
+pub mod settings;
+pub mod state;
+pub mod status;
+pub mod usage;
+pub mod users;
+
+use std::future::IntoFuture as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::EnvFilter;
+
+pub use settings::SuperviseArgs;
+
+use crate::cli::Outcome;
+use api::AppState;
+use auth::PanelAuth;
+use logs::{LogBook, LogLimits, SupervisorWriter};
+use run::{Orchestrator, Setup};
+use settings::Settings;
+use status::AuthStatus;
+
+/// How long the panel may take to close its connections (live log streams never end on their own).
+const SERVER_CLOSE: Duration = Duration::from_secs(1);
+
+/// Runs the pod until SIGTERM or SIGINT; see the module documentation for the exit codes.
+pub fn supervise(args: SuperviseArgs) -> Outcome {
+    let settings = match Settings::new(args) {
+        Ok(settings) => settings,
+        Err(problems) => {
+            for problem in problems {
+                eprintln!("error: {}\n  hint: {}", problem.what, problem.hint);
+            }
+            return Outcome::Failed;
+        }
+    };
+    let token = match PanelAuth::token_from_env() {
+        Ok(token) => token,
+        Err(err) => {
+            eprintln!(
+                "error: {err}\n  hint: mount the secret there, or set {} instead",
+                auth::TOKEN_ENV
+            );
+            return Outcome::Failed;
+        }
+    };
+    let log_dir = settings
+        .podstack_dir()
+        .join("logs")
+        .join(settings.pod.as_str());
+    let logs = Arc::new(LogBook::new(Some(log_dir), LogLimits::default(), true));
+    let filter = EnvFilter::try_from_env("PODSTACK_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(SupervisorWriter(Arc::clone(&logs)))
+        .with_ansi(false)
+        .with_target(false)
+        // The log files stamp every line themselves.
+        .without_time()
+        .with_env_filter(filter)
+        .try_init();
+    if let Err(err) = process::become_subreaper() {
+        tracing::warn!(
+            "cannot become the child subreaper ({err}); orphans of services go to PID 1"
+        );
+    }
+    // Before the reaper starts: the probe waits for its own child.
+    let gpus = gpu::probe(&settings.nvidia_smi, Path::new("/proc"));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return Outcome::Failed;
+        }
+    };
+    runtime.block_on(serve(settings, token, logs, gpus))
+}
+
+async fn serve(
+    settings: Settings,
+    token: Option<String>,
+    logs: Arc<LogBook>,
+    gpus: gpu::GpuProbe,
+) -> Outcome {
+    let (Ok(mut sigterm), Ok(mut sigint)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot handle SIGTERM and SIGINT");
+        return Outcome::Failed;
+    };
+    let reaper = match process::Reaper::start() {
+        Ok(reaper) => reaper,
+        Err(err) => {
+            tracing::error!("cannot watch for exited children: {err}");
+            return Outcome::Failed;
+        }
+    };
+    let address = (settings.panel_listen, settings.panel_port);
+    let listener = match TcpListener::bind(address).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!(
+                "cannot listen on {}:{} for the control panel: {err}; set runtime.panel_port or PODSTACK_PANEL_PORT to a free port",
+                address.0,
+                address.1
+            );
+            return Outcome::Failed;
+        }
+    };
+    let anonymous_status = settings.stack.runtime.anonymous_status;
+    let auth = Arc::new(PanelAuth::new(token.as_deref(), anonymous_status));
+    let settings = Arc::new(settings);
+    let grace = settings.stack.runtime.stop_grace.0;
+    let setup = Setup {
+        settings: Arc::clone(&settings),
+        reaper: reaper.clone(),
+        logs: Arc::clone(&logs),
+        gpus,
+        auth: AuthStatus {
+            token_required: auth.enabled(),
+            anonymous_status,
+        },
+        jupyter_token: std::env::var(jupyter::TOKEN_ENV).ok(),
+    };
+    let (orchestrator, control) = match Orchestrator::new(setup) {
+        Ok(parts) => parts,
+        Err(err) => {
+            tracing::error!("cannot set up the HTTP client for the services: {err}");
+            return Outcome::Failed;
+        }
+    };
+    let orchestrator = tokio::spawn(orchestrator.run());
+    let app = api::router(AppState {
+        control: control.clone(),
+        logs,
+        auth,
+        ui_dir: Arc::new(settings.ui_dir.clone()),
+        sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
+    });
+    let (close, closing) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = closing.await;
+            })
+            .into_future(),
+    );
+    tracing::info!("control panel listening on {}:{}", address.0, address.1);
+    let mut outcome = Outcome::Ok;
+    let why = tokio::select! {
+        _ = sigterm.recv() => "SIGTERM",
+        _ = sigint.recv() => "SIGINT",
+        ended = &mut server => {
+            tracing::error!("the control panel stopped serving: {ended:?}");
+            outcome = Outcome::Failed;
+            "the panel's end"
+        }
+    };
+    tracing::info!(
+        "{why}: stopping every service (grace {})",
+        settings.stack.runtime.stop_grace
+    );
+    let deadline = grace + Duration::from_secs(5);
+    if tokio::time::timeout(deadline, control.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("services did not stop within {} s", deadline.as_secs());
+    }
+    orchestrator.abort();
+    let _ = close.send(());
+    if tokio::time::timeout(SERVER_CLOSE, &mut server)
+        .await
+        .is_err()
+    {
+        server.abort();
+    }
+    if tokio::time::timeout(deadline, reaper.wait_no_children(Duration::from_secs(1)))
+        .await
+        .is_err()
+    {
+        tracing::error!("some child processes could not be reaped");
+        outcome = Outcome::Failed;
+    }
+    tracing::info!("stopped");
+    outcome
+}

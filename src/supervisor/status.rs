@@ -1,0 +1,287 @@
+//! The pod's status as the panel and `/api/status` show it: one snapshot the orchestrator
+//! publishes after every change, and the same figures as Prometheus text for `/metrics`.
+//!
+//! Every service's state comes from its state machine; the page renders it and never guesses
+//! from failed polls (L17-L19). The API adds the server's clock to every answer, so a client
+//! shows elapsed times without trusting its own.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::attention::{AttentionChoice, ConfirmedAttention};
+use super::gpu::Gpu;
+use super::state::{ServiceState, UnixMillis};
+
+/// The whole pod.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub stack: StackStatus,
+    pub pod: String,
+    /// When the supervisor started.
+    pub started_ms: UnixMillis,
+    /// Whose ComfyUI this pod runs (or is starting, or failed for); `None` when stopped.
+    pub user: Option<String>,
+    pub users: Vec<String>,
+    pub allow_new_users: bool,
+    /// Every GPU found; empty in CPU mode.
+    pub gpus: Vec<Gpu>,
+    pub cpu_mode: bool,
+    pub attention: AttentionStatus,
+    pub services: Services,
+    pub comfyui_port: u16,
+    pub jupyter_port: Option<u16>,
+    /// RUNPOD_POD_ID when the pod runs on RunPod: its ports are reached through RunPod's proxy.
+    pub runpod_pod_id: Option<String>,
+    /// Whether the panel needs its token, and whether the status is readable without it.
+    pub auth: AuthStatus,
+    /// Things a person should know, in plain words.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StackStatus {
+    pub name: String,
+    pub version: String,
+    /// `sha256:<64 hex>` of the manifest the image was built from, when known.
+    pub digest: Option<String>,
+    pub podstack: String,
+}
+
+/// Requested (podstack's choice) and confirmed (ComfyUI's own log line, L9).
+#[derive(Debug, Clone, Serialize)]
+pub struct AttentionStatus {
+    pub requested: AttentionChoice,
+    /// `None` until ComfyUI printed its attention line.
+    pub confirmed: Option<ConfirmedAttention>,
+    /// Set when ComfyUI does not run what was requested.
+    pub mismatch: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthStatus {
+    pub token_required: bool,
+    pub anonymous_status: bool,
+}
+
+/// Each service slot of the pod.
+#[derive(Debug, Clone, Serialize)]
+pub struct Services {
+    pub comfyui: ServiceStatus,
+    pub jupyter: Slot,
+    pub sync: Slot,
+}
+
+/// A service that may be run by this pod.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Slot {
+    Service(ServiceStatus),
+    Off(SlotOff),
+}
+
+/// A slot with nothing to run.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotOff {
+    /// `disabled` (the manifest turns it off) or `not-configured`.
+    pub state: &'static str,
+    pub note: String,
+}
+
+/// One running (or runnable) service.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStatus {
+    #[serde(flatten)]
+    pub state: ServiceState,
+    /// The main pid while a process runs.
+    pub pid: Option<u32>,
+    /// Restarts after failures since the supervisor started.
+    pub restarts: u64,
+    /// Seconds from the start request to ready, of the last start that got there.
+    pub last_start_s: Option<f64>,
+    /// Where its log is: `GET /api/logs?service=<name>`.
+    pub log: &'static str,
+}
+
+/// Where a port of this pod is reached from a browser: RunPod's proxy when the pod runs there,
+/// else the host the browser reached the panel at (`request_host`, a Host header).
+pub fn public_url(
+    runpod_pod_id: Option<&str>,
+    port: u16,
+    request_host: Option<&str>,
+) -> Option<String> {
+    if let Some(id) = runpod_pod_id {
+        return Some(format!("https://{id}-{port}.proxy.runpod.net"));
+    }
+    let host = request_host?;
+    // `[::1]:7777` and `example:7777` carry a port to drop; Host headers bracket IPv6.
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    Some(format!("http://{name}:{port}"))
+}
+
+/// Every state a service can be in, for one-hot metrics.
+const STATES: [&str; 6] = [
+    "stopped",
+    "starting",
+    "ready",
+    "stopping",
+    "backing-off",
+    "failed",
+];
+
+/// The serialised name of a state.
+pub fn state_name(state: &ServiceState) -> &'static str {
+    match state {
+        ServiceState::Stopped => "stopped",
+        ServiceState::Starting { .. } => "starting",
+        ServiceState::Ready { .. } => "ready",
+        ServiceState::Stopping { .. } => "stopping",
+        ServiceState::BackingOff { .. } => "backing-off",
+        ServiceState::Failed { .. } => "failed",
+    }
+}
+
+impl Status {
+    /// Where a port of this pod is reached from a browser; see [`public_url`].
+    pub fn public_url(&self, port: u16, request_host: Option<&str>) -> Option<String> {
+        public_url(self.runpod_pod_id.as_deref(), port, request_host)
+    }
+
+    /// Whole seconds since the supervisor started.
+    pub fn uptime_s(&self, now: UnixMillis) -> u64 {
+        now.saturating_sub(self.started_ms) / 1000
+    }
+
+    /// The Prometheus text exposition of the status at `now`.
+    pub fn metrics(&self, now: UnixMillis) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        #[allow(clippy::cast_precision_loss)] // seconds of uptime, far below 2^53
+        let uptime = self.uptime_s(now) as f64;
+        metric(
+            "podstack_uptime_seconds",
+            "gauge",
+            "Seconds since the supervisor started.",
+            &[(String::new(), uptime)],
+        );
+        let services: Vec<(&str, &ServiceStatus)> = [
+            Some(("comfyui", &self.services.comfyui)),
+            match &self.services.jupyter {
+                Slot::Service(jupyter) => Some(("jupyter", jupyter)),
+                Slot::Off(_) => None,
+            },
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let state_samples: Vec<(String, f64)> = services
+            .iter()
+            .flat_map(|(name, service)| {
+                let current = state_name(&service.state);
+                STATES.iter().map(move |state| {
+                    (
+                        format!("{{service=\"{name}\",state=\"{state}\"}}"),
+                        f64::from(u8::from(current == *state)),
+                    )
+                })
+            })
+            .collect();
+        metric(
+            "podstack_service_state",
+            "gauge",
+            "1 for the state each service is in, 0 for the others.",
+            &state_samples,
+        );
+        #[allow(clippy::cast_precision_loss)] // restart counts are small
+        let restarts: Vec<(String, f64)> = services
+            .iter()
+            .map(|(name, service)| (format!("{{service=\"{name}\"}}"), service.restarts as f64))
+            .collect();
+        metric(
+            "podstack_service_restarts_total",
+            "counter",
+            "Restarts after failures.",
+            &restarts,
+        );
+        let latency: Vec<(String, f64)> = services
+            .iter()
+            .filter_map(|(name, service)| {
+                Some((format!("{{service=\"{name}\"}}"), service.last_start_s?))
+            })
+            .collect();
+        metric(
+            "podstack_service_start_seconds",
+            "gauge",
+            "Seconds from the start request to ready, of the last start.",
+            &latency,
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_go_through_runpods_proxy_or_the_panels_host() {
+        assert_eq!(
+            public_url(Some("abc123"), 8188, Some("ignored:7777")).as_deref(),
+            Some("https://abc123-8188.proxy.runpod.net")
+        );
+        assert_eq!(
+            public_url(None, 8188, Some("10.0.0.5:7777")).as_deref(),
+            Some("http://10.0.0.5:8188")
+        );
+        assert_eq!(
+            public_url(None, 8188, Some("[::1]:7777")).as_deref(),
+            Some("http://[::1]:8188")
+        );
+        assert_eq!(
+            public_url(None, 8188, Some("pod.example")).as_deref(),
+            Some("http://pod.example:8188")
+        );
+        assert_eq!(public_url(None, 8188, None), None);
+    }
+
+    #[test]
+    fn service_state_names_match_their_json() {
+        let states = [
+            ServiceState::Stopped,
+            ServiceState::Starting {
+                since: 0,
+                stage: String::new(),
+                percent: 0,
+            },
+            ServiceState::Ready { since: 0 },
+            ServiceState::Stopping { since: 0 },
+            ServiceState::BackingOff {
+                since: 0,
+                until: 0,
+                attempt: 1,
+                reason: String::new(),
+                hint: String::new(),
+            },
+            ServiceState::Failed {
+                since: 0,
+                reason: String::new(),
+                hint: String::new(),
+                exit: None,
+                last_lines: Vec::new(),
+            },
+        ];
+        for state in states {
+            let json = serde_json::to_value(&state).unwrap();
+            assert_eq!(json["state"], state_name(&state));
+            assert!(STATES.contains(&state_name(&state)));
+        }
+    }
+}

@@ -1,0 +1,925 @@
+//! `podstack supervise` as a pod runs it: the real binary, a temporary volume, the stand-in
+//! ComfyUI and the fake nvidia-smi, over real HTTP. Every wait polls with a deadline.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::repo;
+
+/// How long anything may take on a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A free TCP port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A tiny blocking HTTP/1.1 client: one request per connection.
+pub fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {head:?}")))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    body
+}
+
+/// Polls `probe` until it gives a value or the deadline passes.
+#[track_caller]
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "gave up waiting {} s for {what}",
+            DEADLINE.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// A supervisor to be started: the smoke stack's stack.json, edited.
+pub struct PodBuilder {
+    stack: Value,
+    env: Vec<(String, String)>,
+    volume: Option<PathBuf>,
+    pod_id: String,
+}
+
+/// The shipped smoke stack with users alice and bob, a quick restart policy, no GPU.
+pub fn pod() -> PodBuilder {
+    PodBuilder::smoke()
+}
+
+impl PodBuilder {
+    fn smoke() -> Self {
+        let text = std::fs::read_to_string(repo().join("generated/smoke/stack.json"))
+            .expect("generated/smoke/stack.json");
+        let mut stack: Value = serde_json::from_str(&text).expect("stack.json is JSON");
+        stack["runtime"]["users"] = json!(["alice", "bob"]);
+        stack["runtime"]["restart"] = json!({
+            "backoff_initial": "200ms", "backoff_max": "1s", "crash_loop_failures": 5, "crash_loop_window": "2m"
+        });
+        PodBuilder {
+            stack,
+            env: vec![
+                ("FAKE_NVIDIA_SMI".into(), "none".into()),
+                ("STANDIN_STARTUP_SECONDS".into(), "0.3".into()),
+            ],
+            volume: None,
+            pod_id: "test-pod".into(),
+        }
+    }
+
+    /// Sets a value in stack.json by JSON pointer, e.g. `/runtime/stop_grace`.
+    pub fn set(mut self, pointer: &str, value: Value) -> Self {
+        *self
+            .stack
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("no {pointer} in stack.json")) = value;
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.retain(|(key, _)| key != name);
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    /// The fake nvidia-smi's machine and the GPU name the stand-in reports.
+    pub fn gpu(self, mode: &str, name: &str) -> Self {
+        self.env("FAKE_NVIDIA_SMI", mode).env("STANDIN_GPU", name)
+    }
+
+    /// Installs SageAttention 2.2 (kernels for 8.0 8.6 8.9 9.0 12.0) and torch 2.8.0 in the stack.
+    pub fn with_sage(mut self) -> Self {
+        self.stack["attention_kernels"] = json!([{
+            "policy": "sage", "package": "sageattention", "version": "2.2.0.post4",
+            "archs": ["8.0", "8.6", "8.9", "9.0", "12.0"]
+        }]);
+        self.stack["torch"] = json!({"version": "2.8.0", "cuda": "12.9"});
+        self
+    }
+
+    pub fn volume(mut self, volume: &Path) -> Self {
+        self.volume = Some(volume.to_owned());
+        self
+    }
+
+    pub fn pod_id(mut self, id: &str) -> Self {
+        self.pod_id = id.into();
+        self
+    }
+
+    pub fn start(self) -> Pod {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let volume = self
+            .volume
+            .clone()
+            .unwrap_or_else(|| dir.path().join("volume"));
+        let panel = free_port();
+        let comfyui = free_port();
+        let config = dir.path().join("stack.json");
+        std::fs::write(
+            &config,
+            serde_json::to_string_pretty(&self.stack).expect("JSON"),
+        )
+        .expect("write stack.json");
+        let pidfile = dir.path().join("comfyui.pid");
+        let output = dir.path().join("supervisor.out");
+        let out = std::fs::File::create(&output).expect("output file");
+        let err = out.try_clone().expect("output file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_podstack"));
+        command
+            .arg("supervise")
+            .args(["--config", &config.display().to_string()])
+            .args(["--volume", &volume.display().to_string()])
+            .args([
+                "--comfyui-dir",
+                &repo().join("tests/fixtures/comfyui").display().to_string(),
+            ])
+            .args(["--python", "python3"])
+            .args(["--listen", "127.0.0.1", "--panel-listen", "127.0.0.1"])
+            .args([
+                "--panel-port",
+                &panel.to_string(),
+                "--comfyui-port",
+                &comfyui.to_string(),
+            ])
+            .args(["--pod-id", &self.pod_id])
+            .env(
+                "PODSTACK_NVIDIA_SMI",
+                repo().join("tests/fixtures/nvidia-smi/nvidia-smi"),
+            )
+            .env("PODSTACK_UI_DIR", repo().join("templates/ui"))
+            .env("STANDIN_PIDFILE", &pidfile)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        for name in [
+            "PODSTACK_CONFIG",
+            "PODSTACK_PANEL_TOKEN",
+            "PODSTACK_PANEL_TOKEN_FILE",
+            "PODSTACK_DIGEST",
+            "PODSTACK_COMFYUI_CGROUP",
+            "RUNPOD_POD_ID",
+            "JUPYTER_TOKEN",
+            "STANDIN_GPU",
+        ] {
+            command.env_remove(name);
+        }
+        for (name, value) in &self.env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("podstack supervise starts");
+        let pod = Pod {
+            child,
+            _dir: dir,
+            volume,
+            panel,
+            comfyui,
+            pidfile,
+            output,
+            token: self
+                .env
+                .iter()
+                .find(|(k, _)| k == "PODSTACK_PANEL_TOKEN")
+                .map(|(_, v)| v.clone()),
+        };
+        eventually("the panel to answer", || {
+            http(panel, "GET", "/api/health", None, &[]).ok()
+        });
+        pod
+    }
+}
+
+/// A running supervisor; killed (with what it started) when dropped.
+pub struct Pod {
+    child: Child,
+    /// Holds stack.json, the output and (unless shared) the volume until the pod is dropped.
+    _dir: tempfile::TempDir,
+    pub volume: PathBuf,
+    pub panel: u16,
+    pub comfyui: u16,
+    pidfile: PathBuf,
+    output: PathBuf,
+    token: Option<String>,
+}
+
+impl Pod {
+    fn auth(&self) -> Vec<(&str, String)> {
+        self.token
+            .iter()
+            .map(|token| ("Authorization", format!("Bearer {token}")))
+            .collect()
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        let auth = self.auth();
+        let headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http(self.panel, "GET", path, None, &headers)
+            .unwrap_or_else(|err| self.fail(&format!("GET {path}: {err}")))
+    }
+
+    pub fn post(&self, path: &str, body: Value) -> Reply {
+        let auth = self.auth();
+        let headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http(self.panel, "POST", path, Some(&body.to_string()), &headers)
+            .unwrap_or_else(|err| self.fail(&format!("POST {path}: {err}")))
+    }
+
+    pub fn status(&self) -> Value {
+        self.get("/api/status").json()
+    }
+
+    /// Polls the status until `done` holds for it; returns that status.
+    #[track_caller]
+    pub fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        let mut last = Value::Null;
+        while start.elapsed() < DEADLINE {
+            last = self.status();
+            if done(&last) {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.fail(&format!(
+            "gave up waiting for {what}; last status:\n{last:#}"
+        ))
+    }
+
+    #[track_caller]
+    pub fn wait_comfyui(&self, state: &str) -> Value {
+        self.wait_for(&format!("ComfyUI {state}"), |status| {
+            status["services"]["comfyui"]["state"] == state
+        })
+    }
+
+    /// Starts `user`'s ComfyUI and waits until it is ready.
+    #[track_caller]
+    pub fn start_ready(&self, user: &str) -> Value {
+        let reply = self.post("/api/start", json!({ "user": user }));
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        self.wait_comfyui("ready")
+    }
+
+    /// What the supervisor printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    #[track_caller]
+    pub fn fail(&self, message: &str) -> ! {
+        panic!("{message}\n---- supervisor output ----\n{}", self.output())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The pid the stand-in ComfyUI wrote last.
+    pub fn comfyui_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pidfile)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Sends `signal` to the supervisor and waits for it to exit.
+    pub fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status();
+        assert!(sent.is_ok_and(|status| status.success()), "kill -{signal}");
+        let child = &mut self.child;
+        eventually("the supervisor to exit", || child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- supervisor output ----\n{}", self.output());
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if let Some(pid) = self.comfyui_pid().filter(|pid| alive(*pid)) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Files under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// The environment of a process, from /proc.
+fn environ(pid: u32) -> Vec<(String, String)> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    raw.split(|byte| *byte == 0)
+        .filter_map(|pair| {
+            String::from_utf8_lossy(pair)
+                .split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+fn env_of(pid: u32, name: &str) -> Option<String> {
+    environ(pid)
+        .into_iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value)
+}
+
+const PROMPT: &str =
+    r#"{"prompt": {"9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI"}}}}"#;
+
+#[test]
+fn start_answers_at_once_and_outputs_land_only_in_the_users_folder() {
+    let pod = pod()
+        .env("STANDIN_STARTUP_SECONDS", "3")
+        // Every prompt is followed by memory relief.
+        .set(
+            "/runtime/memory",
+            json!({"free_above_ram_percent": 0, "free_above_vram_percent": 0}),
+        )
+        .start();
+    let asked = Instant::now();
+    let reply = pod.post("/api/start", json!({"user": "alice"}));
+    let took = asked.elapsed();
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert!(took < Duration::from_millis(1000), "start took {took:?}");
+    let answered = reply.json();
+    assert_eq!(
+        answered["services"]["comfyui"]["state"], "starting",
+        "{answered:#}"
+    );
+    assert_eq!(answered["user"], "alice");
+    let starting = pod.wait_for("a start-up stage from ComfyUI's log", |status| {
+        let comfyui = &status["services"]["comfyui"];
+        comfyui["state"] == "starting"
+            && comfyui["percent"]
+                .as_u64()
+                .is_some_and(|percent| percent >= 10)
+    });
+    assert!(starting["services"]["comfyui"]["stage"]
+        .as_str()
+        .is_some_and(|stage| !stage.is_empty()));
+    let ready = pod.wait_comfyui("ready");
+    assert_eq!(
+        ready["attention"]["confirmed"]["kernel"], "sub-quadratic",
+        "{ready:#}"
+    );
+    assert!(ready["services"]["comfyui"]["last_start_s"]
+        .as_f64()
+        .is_some_and(|s| s >= 2.0));
+
+    let prompt =
+        http(pod.comfyui, "POST", "/prompt", Some(PROMPT), &[]).expect("the stand-in answers");
+    assert_eq!(prompt.status, 200, "{}", prompt.body);
+    let output = pod.volume.join("output");
+    let png = eventually("the PNG", || {
+        files_under(&output)
+            .into_iter()
+            .find(|f| f.extension().is_some_and(|e| e == "png"))
+    });
+    assert_eq!(
+        png.parent(),
+        Some(output.join("alice").as_path()),
+        "{}",
+        png.display()
+    );
+    assert_eq!(files_under(&output).len(), 1, "{:?}", files_under(&output));
+    eventually("memory relief after the prompt", || {
+        let logs = pod.get("/api/logs?service=comfyui").json();
+        logs["lines"]
+            .as_array()?
+            .iter()
+            .any(|line| {
+                line["text"]
+                    .as_str()
+                    .is_some_and(|text| text.contains("/free acted on"))
+            })
+            .then_some(())
+    });
+    let log = pod.volume.join(".podstack/logs/test-pod/comfyui.log");
+    assert!(
+        std::fs::read_to_string(&log).is_ok_and(|text| text.contains("To see the GUI go to")),
+        "{}",
+        log.display()
+    );
+}
+
+#[test]
+fn a_crash_restarts_with_backoff_and_a_crash_loop_fails_with_the_reason() {
+    let pod = pod()
+        .env("STANDIN_CRASH_AFTER", "0.2")
+        .set("/runtime/restart/crash_loop_failures", json!(3))
+        .start();
+    pod.post("/api/start", json!({"user": "alice"}));
+    let backing_off = pod.wait_comfyui("backing-off");
+    let comfyui = &backing_off["services"]["comfyui"];
+    assert_eq!(
+        comfyui["reason"], "ComfyUI exited with code 1",
+        "{comfyui:#}"
+    );
+    assert!(comfyui["until"].as_u64() > comfyui["since"].as_u64());
+    let failed = pod.wait_comfyui("failed");
+    let comfyui = &failed["services"]["comfyui"];
+    let reason = comfyui["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("ComfyUI crashed 3 times in 2m; last: ComfyUI exited with code 1"),
+        "{reason}"
+    );
+    assert_eq!(comfyui["restarts"], 2);
+    let lines = comfyui["last_lines"].to_string();
+    assert!(lines.contains("simulated crash"), "{lines}");
+    assert_eq!(failed["user"], "alice");
+}
+
+#[test]
+fn a_plain_sigkill_says_killed_by_signal_9() {
+    let pod = pod()
+        .env("STANDIN_SIGKILL_AFTER", "0.2")
+        .set("/runtime/restart/crash_loop_failures", json!(1))
+        .start();
+    pod.post("/api/start", json!({"user": "alice"}));
+    let failed = pod.wait_comfyui("failed");
+    let reason = failed["services"]["comfyui"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.ends_with("ComfyUI was killed by signal 9 (SIGKILL)"),
+        "{reason}"
+    );
+    assert!(!reason.contains("out-of-memory"), "{reason}");
+}
+
+/// A memory cgroup v1 of its own, removed when dropped.
+struct MemoryCgroup(PathBuf);
+
+impl MemoryCgroup {
+    fn create(limit_mb: u64) -> Result<Self, String> {
+        let root = Path::new("/sys/fs/cgroup/memory");
+        if !root.join("cgroup.procs").exists() {
+            return Err("no cgroup v1 memory controller at /sys/fs/cgroup/memory".into());
+        }
+        let dir = root.join(format!("podstack-test-{}", std::process::id()));
+        std::fs::create_dir(&dir)
+            .map_err(|err| format!("cannot create {}: {err}", dir.display()))?;
+        let cgroup = Self(dir);
+        let limit = (limit_mb * 1024 * 1024).to_string();
+        std::fs::write(cgroup.0.join("memory.limit_in_bytes"), &limit)
+            .map_err(|err| format!("cannot set the limit: {err}"))?;
+        // With swap accounting the limit must cover swap too, or the allocation swaps instead.
+        let _ = std::fs::write(cgroup.0.join("memory.memsw.limit_in_bytes"), &limit);
+        let _ = std::fs::write(cgroup.0.join("memory.swappiness"), "0");
+        Ok(cgroup)
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_real_oom_kill_says_out_of_memory() {
+    let cgroup = match MemoryCgroup::create(150) {
+        Ok(cgroup) => cgroup,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let pod = pod()
+        .env("PODSTACK_COMFYUI_CGROUP", &cgroup.0.display().to_string())
+        .env("STANDIN_ALLOCATE_MB", "600")
+        .set("/runtime/restart/crash_loop_failures", json!(1))
+        .start();
+    pod.post("/api/start", json!({"user": "alice"}));
+    let failed = pod.wait_comfyui("failed");
+    let comfyui = &failed["services"]["comfyui"];
+    let reason = comfyui["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("ComfyUI was killed by the kernel's out-of-memory killer (RAM"),
+        "{reason}"
+    );
+    assert!(comfyui["exit"]["oom"].is_object(), "{comfyui:#}");
+    drop(pod);
+}
+
+#[test]
+fn stop_is_graceful_and_starts_again() {
+    let pod = pod().set("/runtime/stop_grace", json!("10s")).start();
+    pod.start_ready("alice");
+    let pid = pod.comfyui_pid().expect("the stand-in wrote its pid");
+    let stopped = Instant::now();
+    let reply = pod.post("/api/stop", json!({}));
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let status = pod.wait_comfyui("stopped");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(8),
+        "SIGTERM, not the 10 s grace, ended it"
+    );
+    assert_eq!(status["user"], Value::Null);
+    assert!(!alive(pid));
+    assert!(!pod.output().contains("SIGKILL"), "{}", pod.output());
+    let sessions = std::fs::read_to_string(pod.volume.join(".podstack/sessions/test-pod.jsonl"))
+        .expect("usage log");
+    let events: Vec<Value> = sessions
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON line"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .filter_map(|event| event["event"].as_str())
+        .collect();
+    assert_eq!(kinds, ["started", "ready", "stopped"], "{sessions}");
+    assert_eq!(events[2]["reason"], "stopped");
+    pod.start_ready("alice");
+}
+
+#[test]
+fn sigterm_to_the_supervisor_leaves_no_process() {
+    let mut pod = pod().start();
+    pod.start_ready("alice");
+    let comfyui = pod.comfyui_pid().expect("the stand-in wrote its pid");
+    let supervisor = pod.pid();
+    assert!(alive(comfyui));
+    let status = pod.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "{}", pod.output());
+    assert!(!alive(supervisor));
+    eventually("the stand-in to be gone", || {
+        (!alive(comfyui)).then_some(())
+    });
+    assert!(
+        pod.output().contains("SIGTERM: stopping every service"),
+        "{}",
+        pod.output()
+    );
+}
+
+#[test]
+fn another_user_replaces_the_first_and_concurrent_starts_give_one_comfyui() {
+    let pod = pod().start();
+    let panel = pod.panel;
+    let starts: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http(
+                    panel,
+                    "POST",
+                    "/api/start",
+                    Some(r#"{"user": "alice"}"#),
+                    &[],
+                )
+                .map(|reply| reply.status)
+            })
+        })
+        .collect();
+    for start in starts {
+        assert_eq!(start.join().expect("thread").expect("answer"), 202);
+    }
+    let ready = pod.wait_comfyui("ready");
+    let first = ready["services"]["comfyui"]["pid"].as_u64().expect("a pid") as u32;
+    let children = || {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| {
+                            rest.split_whitespace()
+                                .nth(1)
+                                .map(|ppid| ppid == pod.pid().to_string())
+                        })
+                        .unwrap_or(false)
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(children(), [first], "one ComfyUI for six starts");
+    assert_eq!(ready["services"]["comfyui"]["restarts"], 0);
+
+    let reply = pod.post("/api/start", json!({"user": "bob"}));
+    assert_eq!(reply.status, 202);
+    assert_eq!(reply.json()["user"], "bob");
+    let bobs = pod.wait_for("bob's ComfyUI", |status| {
+        status["services"]["comfyui"]["state"] == "ready"
+            && status["services"]["comfyui"]["pid"] != first
+    });
+    assert_eq!(bobs["user"], "bob");
+    assert!(!alive(first), "alice's ComfyUI was stopped first");
+    let pid = bobs["services"]["comfyui"]["pid"].as_u64().expect("a pid") as u32;
+    let argv = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    let argv = String::from_utf8_lossy(&argv).replace('\0', " ");
+    assert!(
+        argv.contains(&format!(
+            "--output-directory {}",
+            pod.volume.join("output/bob").display()
+        )),
+        "{argv}"
+    );
+}
+
+#[test]
+fn b200_never_gets_sage_and_an_rtx_4090_does() {
+    let b200 = pod().with_sage().gpu("b200", "NVIDIA B200").start();
+    let status = b200.start_ready("alice");
+    assert_eq!(status["gpus"][0]["name"], "NVIDIA B200");
+    assert_eq!(
+        status["attention"]["requested"]["kernel"], "pytorch",
+        "{:#}",
+        status["attention"]
+    );
+    assert_eq!(status["attention"]["confirmed"]["kernel"], "pytorch");
+    assert_eq!(status["attention"]["mismatch"], Value::Null);
+    let stats = http(b200.comfyui, "GET", "/system_stats", None, &[])
+        .expect("the stand-in answers")
+        .json();
+    let argv = stats["system"]["argv"].to_string();
+    assert!(!argv.contains("--use-sage-attention"), "{argv}");
+    assert!(argv.contains("--use-pytorch-cross-attention"), "{argv}");
+    drop(b200);
+
+    let rtx = pod()
+        .with_sage()
+        .gpu("rtx4090", "NVIDIA GeForce RTX 4090")
+        .env("STANDIN_SAGE_RUNTIME_ERROR", "boom")
+        .start();
+    let status = rtx.start_ready("alice");
+    assert_eq!(
+        status["attention"]["requested"]["kernel"], "sage",
+        "{:#}",
+        status["attention"]
+    );
+    assert_eq!(
+        status["attention"]["requested"]["flag"],
+        "--use-sage-attention"
+    );
+    assert_eq!(
+        status["attention"]["confirmed"],
+        json!({"kind": "using", "kernel": "sage"})
+    );
+    let stats = http(rtx.comfyui, "GET", "/system_stats", None, &[])
+        .expect("the stand-in answers")
+        .json();
+    assert!(stats["system"]["argv"]
+        .to_string()
+        .contains("--use-sage-attention"));
+    // Sage failing at run time (what a B200 would print) turns into a visible mismatch.
+    http(rtx.comfyui, "POST", "/prompt", Some(PROMPT), &[]).expect("the stand-in answers");
+    let status = rtx.wait_for("the sage failure", |status| {
+        status["attention"]["mismatch"].is_string()
+    });
+    assert_eq!(status["attention"]["confirmed"]["kind"], "sage-failed");
+    assert!(
+        status["warnings"]
+            .to_string()
+            .contains("sage attention failing at run time (boom)"),
+        "{:#}",
+        status["warnings"]
+    );
+}
+
+#[test]
+fn two_pods_with_different_gpus_on_one_volume_keep_separate_caches() {
+    let volume = tempfile::tempdir().expect("temp dir");
+    let ada = pod()
+        .with_sage()
+        .gpu("rtx4090", "NVIDIA GeForce RTX 4090")
+        .volume(volume.path())
+        .pod_id("pod-ada")
+        .start();
+    let blackwell = pod()
+        .with_sage()
+        .gpu("b200", "NVIDIA B200")
+        .volume(volume.path())
+        .pod_id("pod-b200")
+        .start();
+    ada.start_ready("alice");
+    blackwell.start_ready("bob");
+    let caches = volume.path().join(".podstack/cache");
+    let triton = |pod: &Pod| {
+        let pid = pod.comfyui_pid().expect("the stand-in wrote its pid");
+        env_of(pid, "TRITON_CACHE_DIR").unwrap_or_else(|| pod.fail("TRITON_CACHE_DIR is not set"))
+    };
+    assert_eq!(
+        triton(&ada),
+        caches.join("sm_89-torch2.8.0/triton").display().to_string()
+    );
+    assert_eq!(
+        triton(&blackwell),
+        caches
+            .join("sm_100-torch2.8.0/triton")
+            .display()
+            .to_string()
+    );
+    for key in ["sm_89-torch2.8.0", "sm_100-torch2.8.0"] {
+        assert!(caches.join(key).join("inductor").is_dir(), "{key}");
+    }
+    for pod in [&ada, &blackwell] {
+        let pid = pod.comfyui_pid().expect("pid");
+        assert_eq!(env_of(pid, "PODSTACK_PANEL_TOKEN"), None);
+    }
+    assert!(volume
+        .path()
+        .join(".podstack/logs/pod-ada/comfyui.log")
+        .is_file());
+    assert!(volume
+        .path()
+        .join(".podstack/logs/pod-b200/comfyui.log")
+        .is_file());
+}
+
+#[test]
+fn jupyter_refuses_to_start_without_a_token() {
+    let pod = pod().set("/runtime/jupyter/enabled", json!(true)).start();
+    let status = pod.wait_for("JupyterLab's refusal", |status| {
+        status["services"]["jupyter"]["state"] == "failed"
+    });
+    let jupyter = &status["services"]["jupyter"];
+    assert_eq!(
+        jupyter["reason"],
+        "JupyterLab is not started: JUPYTER_TOKEN is not set"
+    );
+    assert!(jupyter["hint"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("allow_without_token"));
+}
+
+#[test]
+fn a_missing_stack_file_or_comfyui_fails_with_code_1_and_a_hint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_podstack"))
+        .args([
+            "supervise",
+            "--config",
+            &dir.path().join("nope.json").display().to_string(),
+        ])
+        .env_remove("PODSTACK_CONFIG")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot read the stack file")
+            && stderr.contains("hint: set PODSTACK_CONFIG"),
+        "{stderr}"
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_podstack"))
+        .args([
+            "supervise",
+            "--config",
+            &repo()
+                .join("generated/smoke/stack.json")
+                .display()
+                .to_string(),
+        ])
+        .args(["--comfyui-dir", &dir.path().display().to_string()])
+        .args(["--volume", &dir.path().join("volume").display().to_string()])
+        .env_remove("PODSTACK_COMFYUI_DIR")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("holds no ComfyUI (main.py is missing)"),
+        "{stderr}"
+    );
+}
