@@ -122,7 +122,7 @@ wait_for() { # seconds description command...
 
 status_of() { curl -fsS "http://127.0.0.1:$(port_of "$1" 7777)/api/status"; }
 
-comfyui_state() { status_of "$1" | json 'd["services"]["comfyui"]["state"]["state"]'; }
+comfyui_state() { status_of "$1" | json 'd["services"]["comfyui"]["state"]'; }
 
 say "v1 with the digest it was built for: current, one user's output in that user's folder"
 vol1="$work/volume1"

@@ -51,4 +51,7 @@ for dockerfile in generated/*/Dockerfile; do
     hadolint "$dockerfile"
 done
 
+say "images end to end (Docker)"
+bash ci/image-e2e.sh
+
 say "all checks passed"

@@ -149,7 +149,7 @@ pub enum Command {
 
 /// Where the runtime files live in an image, for the in-pod commands.
 const IMAGE_STACK_JSON: &str = "/opt/podstack/stack.json";
-const IMAGE_BINARY: &str = "/usr/local/bin/podstack";
+use crate::verify::IMAGE_BINARY;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Outcome {
@@ -308,7 +308,7 @@ fn digest(arg: &str) -> anyhow::Result<Outcome> {
 }
 
 /// The subject of verification for the image a `stack.json` belongs to.
-pub fn verify_subject(
+fn verify_subject(
     config: &Path,
     expected: Option<String>,
 ) -> anyhow::Result<crate::verify::Subject> {
@@ -328,19 +328,14 @@ pub fn verify_subject(
                 runtime_dir.display()
             )
         })?;
-    let venv = Path::new(&stack.comfyui.python)
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new(crate::resolved::paths::VENV))
-        .to_owned();
-    Ok(crate::verify::Subject {
+    let python = PathBuf::from(&stack.comfyui.python);
+    Ok(crate::verify::Subject::new(
         stack,
         runtime_dir,
-        binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from(IMAGE_BINARY)),
-        venv,
         running,
-        expected: expected.filter(|digest| !digest.is_empty()),
-    })
+        expected,
+        &python,
+    ))
 }
 
 fn context(arg: &str, dir: &Path, binary: Option<&Path>) -> anyhow::Result<Outcome> {

@@ -1,10 +1,12 @@
-//! The pod's supervisor, `podstack supervise`: PID 1 of the image. It probes the GPU, runs
+//! The pod's supervisor, `podstack supervise`: PID 1 of the image. It checks the pod against
+//! its build (refusing to start under the refuse policy), probes the GPU, runs
 //! ComfyUI for the active user (and JupyterLab when enabled) under a per-service state
 //! machine, serves the control panel's API, and on SIGTERM/SIGINT stops every service and
 //! leaves no process behind.
 //!
 //! Exit codes: 0 stopped by SIGTERM/SIGINT after every service stopped; 1 could not start (a
-//! stack.json, folder, port or token file it cannot use) or the panel server failed; 2 usage.
+//! stack.json, folder, port or token file it cannot use, or a stale or drifted pod under the
+//! refuse policy) or the panel server failed; 2 usage.
 
 pub mod api;
 pub mod attention;
@@ -19,6 +21,7 @@ pub mod logs;
 pub mod probe;
 pub mod process;
 pub mod run;
+pub mod self_check;
 pub mod settings;
 pub mod state;
 pub mod status;
@@ -87,8 +90,6 @@ pub fn supervise(args: SuperviseArgs) -> Outcome {
             "cannot become the child subreaper ({err}); orphans of services go to PID 1"
         );
     }
-    // Before the reaper starts: the probe waits for its own child.
-    let gpus = gpu::probe(&settings.nvidia_smi, Path::new("/proc"));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -100,7 +101,17 @@ pub fn supervise(args: SuperviseArgs) -> Outcome {
             return Outcome::Failed;
         }
     };
-    runtime.block_on(serve(settings, token, logs, gpus))
+    let verification = match self_check::self_check(&settings, &runtime) {
+        Ok(report) => report,
+        Err(refusal) => {
+            // The supervisor's log reaches stderr (docker logs) and the log file on the volume.
+            tracing::error!("{refusal}");
+            return Outcome::Failed;
+        }
+    };
+    // Before the reaper starts: the probe waits for its own child.
+    let gpus = gpu::probe(&settings.nvidia_smi, Path::new("/proc"));
+    runtime.block_on(serve(settings, token, logs, gpus, verification))
 }
 
 async fn serve(
@@ -108,6 +119,7 @@ async fn serve(
     token: Option<String>,
     logs: Arc<LogBook>,
     gpus: gpu::GpuProbe,
+    verification: crate::verify::Report,
 ) -> Outcome {
     let (Ok(mut sigterm), Ok(mut sigint)) = (
         signal(SignalKind::terminate()),
@@ -144,6 +156,7 @@ async fn serve(
         reaper: reaper.clone(),
         logs: Arc::clone(&logs),
         gpus,
+        verification,
         auth: AuthStatus {
             token_required: auth.enabled(),
             anonymous_status,

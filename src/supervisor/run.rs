@@ -148,6 +148,8 @@ pub struct Setup {
     pub reaper: Reaper,
     pub logs: Arc<LogBook>,
     pub gpus: GpuProbe,
+    /// What the pod's self-check found before anything started.
+    pub verification: crate::verify::Report,
     pub auth: AuthStatus,
     /// `JUPYTER_TOKEN`, when set.
     pub jupyter_token: Option<String>,
@@ -253,6 +255,7 @@ struct Pod {
     confirmed: Option<ConfirmedAttention>,
     roster: Roster,
     auth: AuthStatus,
+    verification: crate::verify::Report,
     started_ms: UnixMillis,
     /// Warnings that hold for the whole run.
     warnings: Vec<String>,
@@ -275,6 +278,7 @@ impl Pod {
             reaper,
             logs,
             gpus,
+            verification,
             auth,
             jupyter_token,
         } = setup;
@@ -285,6 +289,12 @@ impl Pod {
             &settings.stack.attention_kernels,
         );
         let mut warnings = gpus.notes.clone();
+        if verification.mismatch() {
+            warnings.push(format!(
+                "This pod is not the build it should be: {}",
+                verification.summary()
+            ));
+        }
         if device == Device::Cpu && warnings.is_empty() {
             warnings.push("No NVIDIA GPU: ComfyUI runs on the CPU (--cpu)".to_owned());
         }
@@ -333,6 +343,7 @@ impl Pod {
             confirmed: None,
             roster,
             auth,
+            verification,
             started_ms: now_ms(),
             warnings,
             user: None,
@@ -882,6 +893,7 @@ impl Pod {
                 digest: settings.digest.clone(),
                 podstack: env!("CARGO_PKG_VERSION").to_owned(),
             },
+            verification: self.verification.clone(),
             pod: settings.pod.as_str().to_owned(),
             started_ms: self.started_ms,
             user: self.user.as_ref().map(ToString::to_string),

@@ -84,6 +84,8 @@ pub struct Settings {
     pub stack: ResolvedStack,
     /// sha256 digest of the stack the image was built from, when known.
     pub digest: Option<String>,
+    /// The folder holding stack.json (and, in an image, the UI and the seal).
+    pub runtime_dir: PathBuf,
     pub volume: PathBuf,
     pub comfyui_dir: PathBuf,
     pub python: PathBuf,
@@ -153,7 +155,11 @@ impl Settings {
             return Err(problems);
         };
         Ok(Self {
-            digest: non_empty_env("PODSTACK_DIGEST").or_else(|| digest_beside(&runtime_dir)),
+            digest: crate::verify::running_digest(
+                non_empty_env("PODSTACK_DIGEST").as_deref(),
+                &runtime_dir,
+            ),
+            runtime_dir: runtime_dir.clone(),
             volume,
             comfyui_dir,
             python: args
@@ -190,14 +196,6 @@ fn read_stack(path: &Path) -> Result<ResolvedStack, Problem> {
 }
 
 /// The DIGEST file's value: its last line, `sha256:<64 hex>`.
-fn digest_beside(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join("DIGEST")).ok()?;
-    text.lines()
-        .map(str::trim)
-        .rfind(|line| line.starts_with("sha256:"))
-        .map(str::to_owned)
-}
-
 fn non_empty_env(name: &str) -> Option<String> {
     std::env::var(name)
         .ok()

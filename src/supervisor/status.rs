@@ -17,6 +17,8 @@ use super::state::{ServiceState, UnixMillis};
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub stack: StackStatus,
+    /// The pod against its build: digest current, stale or unknown; drifted files and packages.
+    pub verification: crate::verify::Report,
     pub pod: String,
     /// When the supervisor started.
     pub started_ms: UnixMillis,

@@ -27,13 +27,47 @@ pub struct Subject {
     pub runtime_dir: PathBuf,
     /// The podstack binary, sealed with the runtime files.
     pub binary: PathBuf,
-    /// The venv whose packages are checked.
-    pub venv: PathBuf,
+    /// The venv whose packages are checked; `None` when ComfyUI runs with another Python
+    /// than the image's (a checkout outside the image), where the pins do not apply.
+    pub venv: Option<PathBuf>,
     /// The digest this image was built with.
     pub running: String,
     /// The digest the deploy pins, if any.
     pub expected: Option<String>,
 }
+
+impl Subject {
+    /// The subject for an image's stack. `python` is the interpreter ComfyUI runs with: the
+    /// image's own venv is checked only when it is the one in stack.json.
+    pub fn new(
+        stack: ResolvedStack,
+        runtime_dir: PathBuf,
+        running: String,
+        expected: Option<String>,
+        python: &Path,
+    ) -> Self {
+        let image_python = Path::new(&stack.comfyui.python);
+        let venv = (python == image_python)
+            .then(|| {
+                image_python
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(Path::to_owned)
+            })
+            .flatten();
+        Self {
+            binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from(IMAGE_BINARY)),
+            venv,
+            runtime_dir,
+            running,
+            expected: expected.filter(|digest| !digest.trim().is_empty()),
+            stack,
+        }
+    }
+}
+
+/// Where the podstack binary lives in an image.
+pub const IMAGE_BINARY: &str = "/usr/local/bin/podstack";
 
 /// Everything verification found.
 #[derive(Debug, Clone, Serialize)]
@@ -93,10 +127,19 @@ pub async fn verify(subject: &Subject, latest_timeout: Duration) -> Report {
         not_checked.push(format!("files: {err}"));
         Vec::new()
     });
-    let packages = match packages::installed(&subject.venv) {
-        Ok(installed) => packages::check(&subject.stack.packages, &installed),
-        Err(err) => {
-            not_checked.push(format!("packages in {}: {err}", subject.venv.display()));
+    let packages = match subject
+        .venv
+        .as_deref()
+        .map(|venv| (venv, packages::installed(venv)))
+    {
+        Some((_, Ok(installed))) => packages::check(&subject.stack.packages, &installed),
+        Some((venv, Err(err))) => {
+            not_checked.push(format!("packages in {}: {err}", venv.display()));
+            Vec::new()
+        }
+        None => {
+            not_checked
+                .push("packages: ComfyUI runs with another Python than the image's".to_owned());
             Vec::new()
         }
     };
