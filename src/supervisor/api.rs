@@ -450,6 +450,17 @@ mod tests {
                 gpus: Vec::new(),
                 notes: Vec::new(),
             },
+            verification: crate::verify::Report {
+                stack: "smoke".to_owned(),
+                version: "0.1.0".to_owned(),
+                freshness: crate::verify::Freshness::Unknown {
+                    running: "sha256:test".to_owned(),
+                    why: "a unit test".to_owned(),
+                },
+                files: Vec::new(),
+                packages: Vec::new(),
+                not_checked: Vec::new(),
+            },
             auth: AuthStatus {
                 token_required: auth.enabled(),
                 anonymous_status: settings.stack.runtime.anonymous_status,
