@@ -187,6 +187,11 @@ async fn serve(
             .into_future(),
     );
     tracing::info!("control panel listening on {}:{}", address.0, address.1);
+    if let Some(user) = settings.start_user.clone() {
+        if let Err(refusal) = control.start(user.clone()).await {
+            tracing::error!("cannot start ComfyUI for {user} at boot: {refusal}");
+        }
+    }
     let mut outcome = Outcome::Ok;
     let why = tokio::select! {
         _ = sigterm.recv() => "SIGTERM",

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::launch::PodId;
 use crate::resolved::ResolvedStack;
+use crate::user::UserName;
 
 /// `podstack supervise`: run the pod (PID 1 of the image).
 #[derive(Debug, clap::Args)]
@@ -73,6 +74,10 @@ pub struct SuperviseArgs {
     /// counter then explains a kill.
     #[arg(long, env = "PODSTACK_COMFYUI_CGROUP", value_name = "DIR")]
     pub comfyui_cgroup: Option<PathBuf>,
+    /// Start ComfyUI for this user at boot, as if the panel had asked (a pod template can
+    /// set it for a pod that belongs to one person).
+    #[arg(long, env = "PODSTACK_START_USER", value_name = "USER")]
+    pub start_user: Option<String>,
 }
 
 /// Where start.sh finds stack.json inside every podstack image (`resolved::paths::RUNTIME`).
@@ -99,6 +104,8 @@ pub struct Settings {
     pub runpod_pod_id: Option<String>,
     pub ui_dir: PathBuf,
     pub comfyui_cgroup: Option<PathBuf>,
+    /// The user whose ComfyUI starts at boot.
+    pub start_user: Option<UserName>,
 }
 
 /// A reason the supervisor cannot start, with what to do.
@@ -151,6 +158,19 @@ impl Settings {
                     .to_owned(),
             });
         }
+        let start_user = args
+            .start_user
+            .filter(|name| !name.is_empty())
+            .map(|name| UserName::parse(&name))
+            .transpose()
+            .map_err(|err| {
+                problems.push(Problem {
+                    what: format!("PODSTACK_START_USER: {err}"),
+                    hint: UserName::RULE.to_owned(),
+                });
+            })
+            .ok()
+            .flatten();
         let (Ok(pod), true) = (pod, problems.is_empty()) else {
             return Err(problems);
         };
@@ -174,6 +194,7 @@ impl Settings {
             runpod_pod_id,
             ui_dir: args.ui_dir.unwrap_or_else(|| runtime_dir.join("ui")),
             comfyui_cgroup: args.comfyui_cgroup,
+            start_user,
             stack,
         })
     }
@@ -230,6 +251,7 @@ pub(crate) fn for_tests(dir: &Path, edit: impl FnOnce(&mut crate::manifest::Runt
         runpod_pod_id: None,
         ui_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/ui"),
         comfyui_cgroup: None,
+        start_user: None,
     }
 }
 

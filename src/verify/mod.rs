@@ -111,10 +111,13 @@ impl Report {
         if !self.packages.is_empty() {
             parts.push(format!("{} Python package(s) drifted", self.packages.len()));
         }
-        if parts.is_empty() {
-            "the pod matches its build".to_owned()
-        } else {
-            parts.join("; ")
+        match (parts.is_empty(), self.not_checked.is_empty()) {
+            (true, true) => "the pod matches its build".to_owned(),
+            (true, false) => format!(
+                "no drift found ({} check(s) could not run: see not_checked)",
+                self.not_checked.len()
+            ),
+            (false, _) => parts.join("; "),
         }
     }
 }

@@ -262,6 +262,9 @@ impl PodBuilder {
             "PODSTACK_PANEL_TOKEN_FILE",
             "PODSTACK_DIGEST",
             "PODSTACK_COMFYUI_CGROUP",
+            "PODSTACK_START_USER",
+            "PODSTACK_EXPECTED_DIGEST",
+            "PODSTACK_VERIFY_POLICY",
             "RUNPOD_POD_ID",
             "JUPYTER_TOKEN",
             "STANDIN_GPU",
@@ -636,6 +639,14 @@ fn a_real_oom_kill_says_out_of_memory() {
     );
     assert!(comfyui["exit"]["oom"].is_object(), "{comfyui:#}");
     drop(pod);
+}
+
+#[test]
+fn the_start_user_gets_comfyui_at_boot_without_a_request() {
+    let pod = pod().env("PODSTACK_START_USER", "bob").start();
+    let ready = pod.wait_comfyui("ready");
+    assert_eq!(ready["user"], "bob", "{ready:#}");
+    assert!(pod.volume.join("users/bob").is_dir());
 }
 
 #[test]

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Benchmark of the supervisor (release build) against the stand-in ComfyUI:
+#   - time from `podstack supervise` exec to the ComfyUI process starting (target <= 100 ms),
+#     for a boot-time user (PODSTACK_START_USER), with the GPU probe left out (no nvidia-smi,
+#     so the probe returns at once);
+#   - POST /api/start latency p50/p99 over 200 starts (users alternate, so each start also
+#     stops the previous ComfyUI);
+#   - GET /api/status p99 under 200 concurrent clients (wrk, 10 s);
+#   - the supervisor's RSS when idle (target <= 20 MB).
+# Usage: ci/bench-supervisor.sh   (installs wrk from Debian when missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --locked --quiet
+
+work=$(mktemp -d)
+pid=""
+cleanup() {
+    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+python3 - "$work" <<'PY'
+import json, sys
+stack = json.load(open("generated/smoke/stack.json"))
+stack["runtime"]["users"] = ["alice", "bob"]
+json.dump(stack, open(f"{sys.argv[1]}/stack.json", "w"))
+PY
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+comfy=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+# ComfyUI's "python" notes the moment it is executed, before Python's own start-up.
+printf '#!/bin/sh\ndate +%%s%%N >"%s/spawned"\nexec python3 "$@"\n' "$work" >"$work/python"
+chmod +x "$work/python"
+
+start_ns=$(date +%s%N)
+STANDIN_STARTUP_SECONDS=0 PODSTACK_NVIDIA_SMI="$work/no-nvidia-smi" PODSTACK_START_USER=alice \
+    target/release/podstack supervise --config "$work/stack.json" --volume "$work/volume" \
+    --comfyui-dir tests/fixtures/comfyui --python "$work/python" --listen 127.0.0.1 --panel-listen 127.0.0.1 \
+    --panel-port "$port" --comfyui-port "$comfy" --pod-id bench >"$work/supervisor.log" 2>&1 &
+pid=$!
+
+python3 - "$port" "$work" "$start_ns" "$pid" <<'PY'
+import http.client, json, os, statistics, sys, time
+port, work, start_ns, pid = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+
+def call(method, path, body=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=json.dumps(body) if body else None,
+                 headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+while True:
+    try:
+        call("GET", "/api/health")
+        break
+    except OSError:
+        time.sleep(0.001)
+spawned = os.path.join(work, "spawned")
+while not os.path.exists(spawned) or not open(spawned).read().strip():
+    time.sleep(0.0005)
+spawned_ns = int(open(spawned).read())
+print(f"exec to ComfyUI spawn (PODSTACK_START_USER, no GPU probe): "
+      f"{(spawned_ns - start_ns) / 1e6:.1f} ms")
+
+def ready():
+    status = json.loads(call("GET", "/api/status")[1])
+    return status["services"]["comfyui"]["state"] == "ready"
+while not ready():
+    time.sleep(0.05)
+time.sleep(2)
+rss = [line for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS")][0].split()[1]
+print(f"supervisor RSS, idle with ComfyUI ready: {int(rss) / 1024:.1f} MB")
+
+latencies = []
+for i in range(200):
+    user = "bob" if i % 2 == 0 else "alice"
+    t = time.perf_counter()
+    status, _ = call("POST", "/api/start", {"user": user})
+    latencies.append((time.perf_counter() - t) * 1000)
+    assert status == 202, status
+latencies.sort()
+print(f"POST /api/start, 200 starts: p50 {statistics.median(latencies):.2f} ms, "
+      f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.2f} ms, max {latencies[-1]:.2f} ms")
+PY
+
+echo "GET /api/status under 200 concurrent clients (wrk, 2 threads, 10 s):"
+wrk -t2 -c200 -d10s --latency "http://127.0.0.1:$port/api/status" | grep -E "Latency|50%|99%|Requests/sec|Non-2xx|Socket errors"
