@@ -52,7 +52,13 @@ fn covered(runtime_dir: &Path, extra: &[PathBuf]) -> Result<Vec<PathBuf>, SealEr
             files.push(entry.into_path());
         }
     }
-    files.extend(extra.iter().filter(|path| path.exists()).cloned());
+    // Absolute, so a seal made with a relative path matches the running binary's path.
+    files.extend(
+        extra
+            .iter()
+            .filter(|path| path.exists())
+            .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone())),
+    );
     Ok(files)
 }
 
