@@ -1,0 +1,261 @@
+//! `podstack seal` and `podstack verify` on a runtime folder laid out like an image's, and the
+//! supervisor refusing to start a stale pod under the refuse policy.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{podstack, repo};
+
+const OTHER_DIGEST: &str =
+    "sha256:9999999999999999999999999999999999999999999999999999999999999999";
+
+/// An image's runtime folder (stack.json, DIGEST, ui/) and a venv with the smoke pins, sealed.
+struct Image {
+    dir: tempfile::TempDir,
+}
+
+impl Image {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runtime = dir.path().join("podstack");
+        std::fs::create_dir_all(runtime.join("ui")).expect("ui dir");
+        let text =
+            std::fs::read_to_string(repo().join("generated/smoke/stack.json")).expect("stack.json");
+        let mut stack: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        stack["comfyui"]["python"] = dir
+            .path()
+            .join("venv/bin/python")
+            .display()
+            .to_string()
+            .into();
+        std::fs::write(runtime.join("stack.json"), stack.to_string()).expect("write stack.json");
+        std::fs::copy(
+            repo().join("generated/smoke/DIGEST"),
+            runtime.join("DIGEST"),
+        )
+        .expect("DIGEST");
+        std::fs::copy(
+            repo().join("templates/ui/index.html"),
+            runtime.join("ui/index.html"),
+        )
+        .expect("ui");
+        let info = dir
+            .path()
+            .join("venv/lib/python3.11/site-packages/pip-23.0.1.dist-info");
+        std::fs::create_dir_all(&info).expect("dist-info");
+        std::fs::write(
+            info.join("METADATA"),
+            "Metadata-Version: 2.1\nName: pip\nVersion: 23.0.1\n\n",
+        )
+        .expect("METADATA");
+        let binary = dir.path().join("podstack-binary");
+        std::fs::copy(env!("CARGO_BIN_EXE_podstack"), &binary).expect("binary");
+        let image = Self { dir };
+        podstack([
+            "seal",
+            "--runtime-dir",
+            &image.runtime().display().to_string(),
+            "--binary",
+        ])
+        .arg(binary)
+        .run()
+        .expect_code(0);
+        image
+    }
+
+    fn runtime(&self) -> std::path::PathBuf {
+        self.dir.path().join("podstack")
+    }
+
+    fn config(&self) -> String {
+        self.runtime().join("stack.json").display().to_string()
+    }
+
+    fn digest(&self) -> String {
+        let text = std::fs::read_to_string(self.runtime().join("DIGEST")).expect("DIGEST");
+        text.lines().last().expect("digest line").to_owned()
+    }
+
+    /// `podstack verify` as the binary sealed into this image (its own path is part of the seal).
+    fn verify(&self, args: &[&str]) -> (Option<i32>, String) {
+        let output = Command::new(self.dir.path().join("podstack-binary"))
+            .args(["verify", "--config", &self.config()])
+            .args(args)
+            .env_remove("PODSTACK_DIGEST")
+            .env_remove("PODSTACK_EXPECTED_DIGEST")
+            .output()
+            .expect("verify runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+}
+
+#[test]
+fn a_pod_as_built_verifies_and_a_stale_one_names_both_digests() {
+    let image = Image::new();
+    let (code, report) = image.verify(&["--expected", &image.digest()]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.contains(&format!("build: current ({})", image.digest())),
+        "{report}"
+    );
+    assert!(
+        report.contains("files: as built") && report.contains("packages: as pinned"),
+        "{report}"
+    );
+
+    let (code, report) = image.verify(&["--expected", OTHER_DIGEST]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains(&format!("build: STALE: running {}", image.digest())),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "expected {OTHER_DIGEST} (from PODSTACK_EXPECTED_DIGEST)"
+        )),
+        "{report}"
+    );
+
+    let (code, report) = image.verify(&[]);
+    assert_eq!(
+        code,
+        Some(0),
+        "no expected digest is unknown, not a failure: {report}"
+    );
+    assert!(report.contains("build: unknown"), "{report}");
+}
+
+#[test]
+fn drifted_files_and_packages_are_named_one_by_one() {
+    let image = Image::new();
+    let runtime = image.runtime();
+    std::fs::write(runtime.join("ui/index.html"), "<p>hot-patched</p>").expect("patch");
+    std::fs::write(runtime.join("ui/extra.js"), "alert(1)").expect("extra");
+    let metadata = image
+        .dir
+        .path()
+        .join("venv/lib/python3.11/site-packages/pip-23.0.1.dist-info/METADATA");
+    std::fs::write(
+        &metadata,
+        "Metadata-Version: 2.1\nName: pip\nVersion: 24.0\n\n",
+    )
+    .expect("METADATA");
+
+    let (code, report) = image.verify(&["--expected", &image.digest()]);
+    assert_eq!(code, Some(1), "{report}");
+    let shown = |p: &Path| p.display().to_string();
+    assert!(
+        report.contains(&format!(
+            "changed  {}",
+            shown(&runtime.join("ui/index.html"))
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("extra    {}", shown(&runtime.join("ui/extra.js")))),
+        "{report}"
+    );
+    assert!(
+        report.contains("version  pip: expected 23.0.1, found 24.0"),
+        "{report}"
+    );
+
+    let (_, json) = image.verify(&["--expected", &image.digest(), "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("--json is JSON");
+    assert_eq!(report["packages"][0]["drift"], "version");
+    assert_eq!(
+        report["files"].as_array().map(Vec::len),
+        Some(2),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_stale_pod_under_the_refuse_policy_never_starts_comfyui() {
+    let image = Image::new();
+    let volume = image.dir.path().join("volume");
+    let pidfile = image.dir.path().join("comfyui.pid");
+    let output = Command::new(env!("CARGO_BIN_EXE_podstack"))
+        .args([
+            "supervise",
+            "--config",
+            &image.config(),
+            "--volume",
+            &volume.display().to_string(),
+        ])
+        .args([
+            "--comfyui-dir",
+            &repo().join("tests/fixtures/comfyui").display().to_string(),
+        ])
+        .args([
+            "--python",
+            "python3",
+            "--panel-listen",
+            "127.0.0.1",
+            "--panel-port",
+            "0",
+        ])
+        .env("PODSTACK_EXPECTED_DIGEST", OTHER_DIGEST)
+        .env("PODSTACK_VERIFY_POLICY", "refuse")
+        .env("PODSTACK_START_USER", "alice")
+        .env("STANDIN_PIDFILE", &pidfile)
+        .env(
+            "PODSTACK_NVIDIA_SMI",
+            repo().join("tests/fixtures/nvidia-smi/nvidia-smi"),
+        )
+        .env("FAKE_NVIDIA_SMI", "none")
+        .env_remove("PODSTACK_DIGEST")
+        .output()
+        .expect("supervise runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to start: stale: running"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&image.digest()) && stderr.contains(OTHER_DIGEST),
+        "{stderr}"
+    );
+    assert!(!pidfile.exists(), "ComfyUI was started");
+    assert!(
+        !volume.join("users/alice").exists(),
+        "no user folder was prepared"
+    );
+}
+
+#[test]
+fn a_policy_override_that_is_no_policy_is_refused_with_the_choices() {
+    let image = Image::new();
+    let output = Command::new(env!("CARGO_BIN_EXE_podstack"))
+        .args(["supervise", "--config", &image.config()])
+        .args([
+            "--volume",
+            &image.dir.path().join("volume").display().to_string(),
+        ])
+        .args([
+            "--comfyui-dir",
+            &repo().join("tests/fixtures/comfyui").display().to_string(),
+        ])
+        .args([
+            "--python",
+            "python3",
+            "--panel-listen",
+            "127.0.0.1",
+            "--panel-port",
+            "0",
+        ])
+        .env("PODSTACK_VERIFY_POLICY", "ignore")
+        .output()
+        .expect("supervise runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("PODSTACK_VERIFY_POLICY is `ignore`")
+            && stderr.contains("use `warn` or `refuse`"),
+        "{stderr}"
+    );
+}
