@@ -173,63 +173,8 @@ fn drifted_files_and_packages_are_named_one_by_one() {
     );
 }
 
-#[test]
-fn a_stale_pod_under_the_refuse_policy_never_starts_comfyui() {
-    let image = Image::new();
-    let volume = image.dir.path().join("volume");
-    let pidfile = image.dir.path().join("comfyui.pid");
-    let output = Command::new(env!("CARGO_BIN_EXE_podstack"))
-        .args([
-            "supervise",
-            "--config",
-            &image.config(),
-            "--volume",
-            &volume.display().to_string(),
-        ])
-        .args([
-            "--comfyui-dir",
-            &repo().join("tests/fixtures/comfyui").display().to_string(),
-        ])
-        .args([
-            "--python",
-            "python3",
-            "--panel-listen",
-            "127.0.0.1",
-            "--panel-port",
-            "0",
-        ])
-        .env("PODSTACK_EXPECTED_DIGEST", OTHER_DIGEST)
-        .env("PODSTACK_VERIFY_POLICY", "refuse")
-        .env("PODSTACK_START_USER", "alice")
-        .env("STANDIN_PIDFILE", &pidfile)
-        .env(
-            "PODSTACK_NVIDIA_SMI",
-            repo().join("tests/fixtures/nvidia-smi/nvidia-smi"),
-        )
-        .env("FAKE_NVIDIA_SMI", "none")
-        .env_remove("PODSTACK_DIGEST")
-        .output()
-        .expect("supervise runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("refusing to start: stale: running"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains(&image.digest()) && stderr.contains(OTHER_DIGEST),
-        "{stderr}"
-    );
-    assert!(!pidfile.exists(), "ComfyUI was started");
-    assert!(
-        !volume.join("users/alice").exists(),
-        "no user folder was prepared"
-    );
-}
-
-#[test]
-fn a_policy_override_that_is_no_policy_is_refused_with_the_choices() {
-    let image = Image::new();
+/// `podstack supervise` on the image with the stand-in ComfyUI, run until it exits by itself.
+fn supervise(image: &Image, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_podstack"))
         .args(["supervise", "--config", &image.config()])
         .args([
@@ -248,11 +193,57 @@ fn a_policy_override_that_is_no_policy_is_refused_with_the_choices() {
             "--panel-port",
             "0",
         ])
-        .env("PODSTACK_VERIFY_POLICY", "ignore")
+        .env("STANDIN_PIDFILE", image.dir.path().join("comfyui.pid"))
+        .env(
+            "PODSTACK_NVIDIA_SMI",
+            repo().join("tests/fixtures/nvidia-smi/nvidia-smi"),
+        )
+        .env("FAKE_NVIDIA_SMI", "none")
+        .env_remove("PODSTACK_DIGEST")
+        .envs(env.iter().copied())
         .output()
         .expect("supervise runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_stale_pod_under_the_refuse_policy_never_starts_comfyui() {
+    let image = Image::new();
+    let (code, stderr) = supervise(
+        &image,
+        &[
+            ("PODSTACK_EXPECTED_DIGEST", OTHER_DIGEST),
+            ("PODSTACK_VERIFY_POLICY", "refuse"),
+            ("PODSTACK_START_USER", "alice"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to start: stale: running"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&image.digest()) && stderr.contains(OTHER_DIGEST),
+        "{stderr}"
+    );
+    assert!(
+        !image.dir.path().join("comfyui.pid").exists(),
+        "ComfyUI was started"
+    );
+    assert!(
+        !image.dir.path().join("volume/users/alice").exists(),
+        "no user folder was prepared"
+    );
+}
+
+#[test]
+fn a_policy_override_that_is_no_policy_is_refused_with_the_choices() {
+    let image = Image::new();
+    let (code, stderr) = supervise(&image, &[("PODSTACK_VERIFY_POLICY", "ignore")]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("PODSTACK_VERIFY_POLICY is `ignore`")
             && stderr.contains("use `warn` or `refuse`"),
