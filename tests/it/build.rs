@@ -332,3 +332,44 @@ fn a_manifest_outside_the_project_builds_by_path() {
         manifest.display()
     )));
 }
+
+#[test]
+fn the_field_stack_documents_every_key_of_the_schema() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&podstack(["schema"]).run().expect_code(0).stdout).expect("JSON");
+    let mut keys = std::collections::BTreeSet::new();
+    let mut stack = vec![&schema];
+    while let Some(value) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Object(properties)) = map.get("properties") {
+                    keys.extend(properties.keys().cloned());
+                }
+                stack.extend(map.values());
+            }
+            serde_json::Value::Array(items) => stack.extend(items),
+            _ => {}
+        }
+    }
+    keys.remove("$schema");
+    assert!(keys.len() > 40, "{keys:?}");
+    let text =
+        std::fs::read_to_string(repo().join("stacks/comfyui-cu129.toml")).expect("field stack");
+    let undocumented: Vec<&String> = keys
+        .iter()
+        .filter(|key| {
+            ![
+                format!("{key} ="),
+                format!("[{key}]"),
+                format!("[[{key}]]"),
+                format!(".{key}]"),
+            ]
+            .iter()
+            .any(|form| text.contains(form.as_str()))
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from stacks/comfyui-cu129.toml: {undocumented:?}"
+    );
+}
