@@ -5,4 +5,5 @@ mod support;
 mod api;
 mod build;
 mod malformed;
+mod panel;
 mod supervise;
