@@ -356,8 +356,9 @@ async function login(event) {
 // ---------------------------------------------------------------- status
 
 function apply(status) {
-  // Answers to a start or stop race the stream on another connection: never step back in time.
-  if (page.status && status.now_ms < page.status.now_ms) return;
+  // Answers to a start or stop race the stream on another connection: never step back in time
+  // (by a few seconds at most, so a server clock set back does not freeze the page).
+  if (page.status && status.now_ms < page.status.now_ms && page.status.now_ms - status.now_ms < 5000) return;
   const previous = page.status && page.status.services.comfyui.state;
   page.status = status;
   page.offsetMs = status.now_ms - Date.now();
