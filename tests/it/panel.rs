@@ -27,11 +27,11 @@ fn run(test: impl Future<Output = ()>) {
 }
 
 /// The panel of `pod` in a fresh browser, through a proxy.
-async fn open(pod: &Pod, test: &str) -> Option<(Browser, Proxy)> {
-    let browser = Browser::start(test).await?;
+async fn open(pod: &Pod, test: &str) -> (Browser, Proxy) {
+    let browser = Browser::start(test).await;
     let proxy = Proxy::start(pod.panel).await;
     browser.goto(&proxy.url()).await;
-    Some((browser, proxy))
+    (browser, proxy)
 }
 
 const STATE: &str = "return document.querySelector('#state').dataset.state";
@@ -61,14 +61,15 @@ async fn errors(browser: &Browser) -> String {
 
 #[test]
 fn launch_shows_starting_then_ready_without_reload_then_stopped() {
+    if !browser::available() {
+        return;
+    }
     let pod = pod()
         .gpu("rtx4090", "NVIDIA GeForce RTX 4090")
         .env("STANDIN_STARTUP_SECONDS", "4")
         .start();
     run(async {
-        let Some((browser, _proxy)) = open(&pod, "launch").await else {
-            return;
-        };
+        let (browser, _proxy) = open(&pod, "launch").await;
         assert_eq!(wait_state(&browser, "stopped").await, "Stopped");
         browser
             .wait("the live stream", "return page.mode === 'live'")
@@ -241,14 +242,15 @@ fn launch_shows_starting_then_ready_without_reload_then_stopped() {
 
 #[test]
 fn a_crash_loop_shows_failed_with_the_reason_the_log_lines_and_what_to_try() {
+    if !browser::available() {
+        return;
+    }
     let pod = pod()
         .env("STANDIN_CRASH_AFTER", "0.2")
         .set("/runtime/restart/crash_loop_failures", json!(3))
         .start();
     run(async {
-        let Some((browser, _proxy)) = open(&pod, "crash-loop").await else {
-            return;
-        };
+        let (browser, _proxy) = open(&pod, "crash-loop").await;
         wait_state(&browser, "stopped").await;
         browser.click("#chime").await;
         browser.reload().await;
@@ -284,11 +286,12 @@ fn a_crash_loop_shows_failed_with_the_reason_the_log_lines_and_what_to_try() {
 
 #[test]
 fn failed_requests_show_their_status_and_message_and_the_button_recovers() {
+    if !browser::available() {
+        return;
+    }
     let mut pod = pod().start();
     run(async {
-        let Some(browser) = Browser::start("errors").await else {
-            return;
-        };
+        let browser = Browser::start("errors").await;
         let proxy = Proxy::start(pod.panel).await;
         // No live stream through this proxy: the page polls.
         proxy.inject(Fault::new(
@@ -403,11 +406,12 @@ fn failed_requests_show_their_status_and_message_and_the_button_recovers() {
 
 #[test]
 fn a_bad_user_name_shows_the_rule_and_sends_nothing() {
+    if !browser::available() {
+        return;
+    }
     let pod = pod().set("/runtime/allow_new_users", json!(true)).start();
     run(async {
-        let Some((browser, proxy)) = open(&pod, "user-name").await else {
-            return;
-        };
+        let (browser, proxy) = open(&pod, "user-name").await;
         wait_state(&browser, "stopped").await;
         browser.click("#add-user summary").await;
         let rule = browser.text("#new-user-rule").await;
@@ -448,12 +452,16 @@ fn a_bad_user_name_shows_the_rule_and_sends_nothing() {
 }
 
 #[test]
-fn with_a_token_the_panel_asks_to_log_in_and_keeps_the_token_out_of_urls() {
-    let pod = pod().env("PODSTACK_PANEL_TOKEN", "s3cret-token").start();
+fn with_a_token_the_panel_asks_to_log_in_keeps_it_out_of_urls_and_links_through_runpod() {
+    if !browser::available() {
+        return;
+    }
+    let pod = pod()
+        .env("PODSTACK_PANEL_TOKEN", "s3cret-token")
+        .env("RUNPOD_POD_ID", "abc123")
+        .start();
     run(async {
-        let Some((browser, proxy)) = open(&pod, "login").await else {
-            return;
-        };
+        let (browser, proxy) = open(&pod, "login").await;
         browser
             .wait("the login form", "return !document.querySelector('#login').hidden && document.querySelector('#panel').hidden")
             .await;
@@ -493,12 +501,23 @@ fn with_a_token_the_panel_asks_to_log_in_and_keeps_the_token_out_of_urls() {
         );
         browser.click("#launch").await;
         wait_state(&browser, "ready").await;
+        // Behind RunPod's proxy, ComfyUI is reached through it.
+        let href = browser
+            .js("return document.querySelector('#open').href")
+            .await;
+        assert_eq!(
+            href,
+            format!("https://abc123-{}.proxy.runpod.net/", pod.comfyui)
+        );
         browser.close().await;
     });
 }
 
 #[test]
 fn a_stale_or_drifted_pod_shows_a_banner_with_what_runs_and_what_was_expected() {
+    if !browser::available() {
+        return;
+    }
     let running = format!("sha256:{}", "a".repeat(64));
     let expected = format!("sha256:{}", "b".repeat(64));
     let stale = pod()
@@ -507,9 +526,7 @@ fn a_stale_or_drifted_pod_shows_a_banner_with_what_runs_and_what_was_expected() 
         .start();
     let drifted = pod().drifted("start.sh").start();
     run(async {
-        let Some((browser, _proxy)) = open(&stale, "verification").await else {
-            return;
-        };
+        let (browser, _proxy) = open(&stale, "verification").await;
         let banner = browser
             .wait(
                 "the stale banner",
@@ -556,6 +573,9 @@ fn a_stale_or_drifted_pod_shows_a_banner_with_what_runs_and_what_was_expected() 
 
 #[test]
 fn sync_and_models_show_once_their_routes_answer() {
+    if !browser::available() {
+        return;
+    }
     let pod = pod().start();
     let now_ms = u64::try_from(
         std::time::SystemTime::now()
@@ -577,9 +597,7 @@ fn sync_and_models_show_once_their_routes_answer() {
         {"name": "vae/sdxl_vae.safetensors", "state": "missing", "size": 334_641_164}
     ]});
     run(async {
-        let Some(browser) = Browser::start("sync-models").await else {
-            return;
-        };
+        let browser = Browser::start("sync-models").await;
         let proxy = Proxy::start(pod.panel).await;
         proxy.inject(Fault::new(
             "GET",

@@ -31,12 +31,29 @@ const FLAGS: [&str; 9] = [
     "--disable-features=Translate,MediaRouter",
 ];
 
-/// Where chromedriver is: `PODSTACK_CHROMEDRIVER`, else `chromedriver` on PATH.
-pub fn chromedriver() -> Option<PathBuf> {
+/// Where chromedriver is: `PODSTACK_CHROMEDRIVER`, else `chromedriver` on PATH; or why not.
+fn chromedriver() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("PODSTACK_CHROMEDRIVER").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!(
+                "PODSTACK_CHROMEDRIVER names {}, which does not exist",
+                path.display()
+            ))
+        };
     }
-    on_path("chromedriver")
+    on_path("chromedriver").ok_or_else(|| {
+        "chromedriver is not installed (apt-get install chromium chromium-driver, or set PODSTACK_CHROMEDRIVER)".to_owned()
+    })
+}
+
+/// Whether the browser tests can run; prints why not when they cannot.
+pub fn available() -> bool {
+    chromedriver()
+        .map_err(|why| println!("skipped: {why}"))
+        .is_ok()
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
@@ -72,15 +89,9 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver and a fresh headless Chromium. `None` (with the reason printed)
-    /// when chromedriver is not installed.
-    pub async fn start(test: &str) -> Option<Self> {
-        let Some(driver_path) = chromedriver() else {
-            println!(
-                "skipped: chromedriver is not installed (apt-get install chromium chromium-driver, or set PODSTACK_CHROMEDRIVER)"
-            );
-            return None;
-        };
+    /// Starts chromedriver and a fresh headless Chromium; see [`available`] first.
+    pub async fn start(test: &str) -> Self {
+        let driver_path = chromedriver().unwrap_or_else(|why| panic!("{why}"));
         let port = free_port();
         let mut command = Command::new(&driver_path);
         command
@@ -107,12 +118,12 @@ impl Browser {
         capabilities.insert("browserName".into(), json!("chrome"));
         capabilities.insert("goog:chromeOptions".into(), options);
         let client = connect(port, capabilities, &driver_path).await;
-        Some(Self {
+        Self {
             client,
             _driver: driver,
             _profile: profile,
             test: test.to_owned(),
-        })
+        }
     }
 
     pub async fn goto(&self, url: &str) {
