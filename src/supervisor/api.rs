@@ -2,7 +2,7 @@
 //! logs and the usage files, one JSON error shape, a body size limit, and the panel page.
 //!
 //! Start and stop answer at once with the new state (L14); the state lives on the server and
-//! clients poll `/api/status` or stream `/api/logs/stream`.
+//! clients stream `/api/status/stream` (or poll `/api/status`) and `/api/logs/stream`.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -11,22 +11,24 @@ use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, SET_COOKIE};
+use axum::http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::{BroadcastStream, IntervalStream, WatchStream};
 use tokio_stream::{Stream, StreamExt as _};
 
+use super::assets;
 use super::auth::{self, PanelAuth};
 use super::control::{Control, Refusal};
 use super::logs::{LogBook, LogLine, SUPERVISOR};
+use super::outputs;
 use super::run::now_ms;
 use super::state::UnixMillis;
 use super::status::Status;
@@ -35,6 +37,13 @@ use crate::user::UserName;
 
 /// Request bodies are small JSON objects.
 const BODY_LIMIT: usize = 64 * 1024;
+
+/// How often the status stream repeats the status when nothing changed, so a client (or a
+/// proxy that buffers) can tell a quiet pod from a dead connection.
+const STATUS_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// How soon a browser reconnects a dropped stream.
+const STREAM_RETRY: Duration = Duration::from_secs(1);
 
 /// Services whose logs the API serves.
 pub const SERVICES: [&str; 4] = ["comfyui", "jupyter", "sync", SUPERVISOR];
@@ -45,8 +54,10 @@ pub struct AppState {
     pub control: Control,
     pub logs: Arc<LogBook>,
     pub auth: Arc<PanelAuth>,
-    /// Where `index.html` is read from.
+    /// Where `index.html` and the panel's other files are read from.
     pub ui_dir: Arc<PathBuf>,
+    /// `<volume>/output`, every user's ComfyUI outputs.
+    pub outputs_dir: Arc<PathBuf>,
     /// `<volume>/.podstack/sessions`, every pod's usage file.
     pub sessions_dir: Arc<PathBuf>,
 }
@@ -55,10 +66,14 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     let guard = middleware::from_fn_with_state(Arc::clone(&state.auth), auth::guard);
     Router::new()
-        .route("/", get(index))
+        .route("/", get(assets::page))
+        .route("/ui/{name}", get(assets::asset))
         .route("/api/start", post(start))
         .route("/api/stop", post(stop))
         .route("/api/status", get(status))
+        .route("/api/status/stream", get(status_stream))
+        .route("/api/outputs", get(outputs::list))
+        .route("/api/outputs/{user}/{*path}", get(outputs::image))
         .route("/api/logs", get(logs))
         .route("/api/logs/stream", get(log_stream))
         .route("/api/health", get(health))
@@ -103,7 +118,7 @@ impl ApiError {
     }
 
     /// Logs what went wrong inside and tells the client only that it did.
-    fn internal(what: &str, err: &dyn std::fmt::Display) -> Self {
+    pub(super) fn internal(what: &str, err: &dyn std::fmt::Display) -> Self {
         tracing::error!("{what} failed: {err}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -219,10 +234,17 @@ struct StatusView {
     jupyter_url: Option<String>,
 }
 
+fn request_host(headers: &HeaderMap) -> Option<&str> {
+    headers.get(HOST).and_then(|host| host.to_str().ok())
+}
+
 fn view(status: Arc<Status>, headers: &HeaderMap) -> Json<StatusView> {
-    let host = headers.get(HOST).and_then(|host| host.to_str().ok());
+    Json(status_view(status, request_host(headers)))
+}
+
+fn status_view(status: Arc<Status>, host: Option<&str>) -> StatusView {
     let now = now_ms();
-    Json(StatusView {
+    StatusView {
         now_ms: now,
         uptime_s: status.uptime_s(now),
         comfyui_url: status.public_url(status.comfyui_port, host),
@@ -230,7 +252,7 @@ fn view(status: Arc<Status>, headers: &HeaderMap) -> Json<StatusView> {
             .jupyter_port
             .and_then(|port| status.public_url(port, host)),
         status,
-    })
+    }
 }
 
 async fn start(
@@ -263,6 +285,32 @@ async fn add_user(
 
 async fn status(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     view(state.control.status(), &headers)
+}
+
+/// The status as server-sent events (`status`, the same JSON as `/api/status`): the current
+/// one at once, then every change as the orchestrator publishes it, and the latest again every
+/// [`STATUS_HEARTBEAT`]. Ends when the client leaves.
+async fn status_stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let host = request_host(&headers).map(str::to_owned);
+    let control = state.control.clone();
+    let start = tokio::time::Instant::now() + STATUS_HEARTBEAT;
+    let heartbeat = IntervalStream::new(tokio::time::interval_at(start, STATUS_HEARTBEAT))
+        .map(move |_| control.status());
+    let events = WatchStream::new(state.control.watch())
+        .merge(heartbeat)
+        .map(move |status| Ok(status_event(status, host.as_deref())));
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+fn status_event(status: Arc<Status>, host: Option<&str>) -> Event {
+    let data = serde_json::to_string(&status_view(status, host)).unwrap_or_default();
+    Event::default()
+        .event("status")
+        .retry(STREAM_RETRY)
+        .data(data)
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
@@ -376,24 +424,11 @@ async fn login(
         .into_response())
 }
 
-async fn index(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let path = state.ui_dir.join("index.html");
-    let page =
-        tokio::fs::read_to_string(&path).await.map_err(|err| {
-            ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("the control panel page {} cannot be read: {err}", path.display()),
-            "set PODSTACK_UI_DIR to the folder holding index.html (templates/ui in the project)",
-        )
-        })?;
-    Ok(([(CACHE_CONTROL, "no-cache")], Html(page)))
-}
-
 async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("there is no {}", request.uri().path()),
-        "the API is under /api: start, stop, status, logs, logs/stream, health, usage, users, login; metrics at /metrics",
+        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, outputs, health, usage, users, login; metrics at /metrics",
     )
 }
 
@@ -474,6 +509,7 @@ mod tests {
             logs,
             auth,
             ui_dir: Arc::new(settings.ui_dir.clone()),
+            outputs_dir: Arc::new(settings.volume.join("output")),
             sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
         });
         Panel { router, _dir: dir }

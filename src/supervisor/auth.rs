@@ -3,7 +3,7 @@
 //!
 //! Without a token every route is open, and the status says so. With one, mutating routes
 //! always need it and read-only routes need it unless the manifest allows anonymous status;
-//! the page itself, `/api/health` and `/api/login` stay open.
+//! the page and its files (`/`, `/ui/...`), `/api/health` and `/api/login` stay open.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,7 +130,8 @@ impl PanelAuth {
     fn needs_token(&self, method: &Method, path: &str) -> bool {
         match path {
             "/" | "/api/health" | "/api/login" => false,
-            "/api/status" if is_read(method) => !self.anonymous_status,
+            _ if path.starts_with("/ui/") => false,
+            "/api/status" | "/api/status/stream" if is_read(method) => !self.anonymous_status,
             _ => true,
         }
     }
@@ -221,12 +222,17 @@ mod tests {
     fn anonymous_status_opens_only_the_status() {
         let open = PanelAuth::new(Some("t"), true);
         assert!(!open.needs_token(&Method::GET, "/api/status"));
+        assert!(!open.needs_token(&Method::GET, "/api/status/stream"));
         assert!(open.needs_token(&Method::GET, "/api/logs"));
+        assert!(open.needs_token(&Method::GET, "/api/outputs"));
         assert!(open.needs_token(&Method::POST, "/api/start"));
         let closed = PanelAuth::new(Some("t"), false);
         assert!(closed.needs_token(&Method::GET, "/api/status"));
         assert!(!closed.needs_token(&Method::GET, "/api/health"));
         assert!(!closed.needs_token(&Method::POST, "/api/login"));
+        assert!(!closed.needs_token(&Method::GET, "/ui/app.js"));
+        assert!(closed.needs_token(&Method::GET, "/api/status/stream"));
+        assert!(closed.needs_token(&Method::GET, "/api/outputs/alice/a.png"));
     }
 
     #[test]

@@ -101,6 +101,11 @@ impl Control {
         Arc::clone(&self.status.borrow())
     }
 
+    /// Every status from now on, starting with the current one (the panel's live stream).
+    pub fn watch(&self) -> watch::Receiver<Arc<Status>> {
+        self.status.clone()
+    }
+
     /// Stops every service (SIGTERM, the grace period, SIGKILL) and returns when they are down.
     pub async fn shutdown(&self) {
         let (reply, done) = oneshot::channel();

@@ -9,6 +9,7 @@
 //! refuse policy) or the panel server failed; 2 usage.
 
 pub mod api;
+pub mod assets;
 pub mod attention;
 pub mod auth;
 pub mod control;
@@ -18,6 +19,7 @@ pub mod jupyter;
 pub mod launch;
 pub mod log_watch;
 pub mod logs;
+pub mod outputs;
 pub mod probe;
 pub mod process;
 pub mod run;
@@ -176,6 +178,7 @@ async fn serve(
         logs,
         auth,
         ui_dir: Arc::new(settings.ui_dir.clone()),
+        outputs_dir: Arc::new(settings.volume.join("output")),
         sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
     });
     let (close, closing) = tokio::sync::oneshot::channel::<()>();

@@ -217,3 +217,163 @@ fn usage_and_metrics_count_what_ran() {
         metrics.body
     );
 }
+
+#[test]
+fn the_status_streams_every_change_as_server_sent_events() {
+    let pod = pod().start();
+    let mut stream = TcpStream::connect(("127.0.0.1", pod.panel)).expect("connects");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET /api/status/stream HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
+        pod.panel
+    )
+    .expect("request");
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    let mut states = Vec::new();
+    let mut started = false;
+    while states.last().map(String::as_str) != Some("ready") {
+        let mut line = String::new();
+        let read = reader.read_line(&mut line).expect("the stream stays open");
+        assert!(read > 0, "the stream ended early: {head}{states:?}");
+        let Some(data) = line.strip_prefix("data: ") else {
+            head.push_str(&line);
+            continue;
+        };
+        let status: serde_json::Value = serde_json::from_str(data).expect("JSON status");
+        assert_eq!(
+            status["comfyui_url"],
+            format!("http://127.0.0.1:{}", pod.comfyui)
+        );
+        let state = status["services"]["comfyui"]["state"]
+            .as_str()
+            .expect("a state")
+            .to_owned();
+        if states.last() != Some(&state) {
+            states.push(state);
+        }
+        if !started {
+            // The current status came first, without asking.
+            assert_eq!(states, ["stopped"]);
+            started = true;
+            pod.post("/api/start", json!({"user": "alice"}));
+        }
+    }
+    assert!(head.contains("text/event-stream"), "{head}");
+    assert!(head.contains("event: status"), "{head}");
+    assert!(head.contains("retry: 1000"), "{head}");
+    assert_eq!(states, ["stopped", "starting", "ready"]);
+}
+
+#[test]
+fn the_panels_files_are_served_with_their_types_and_nothing_else() {
+    let pod = pod().env("PODSTACK_PANEL_TOKEN", "s3cret").start();
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/ui/app.js", "text/javascript; charset=utf-8"),
+        ("/ui/style.css", "text/css; charset=utf-8"),
+    ] {
+        let reply = http(pod.panel, "GET", path, None, &[]).expect("answers");
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(reply.header("content-type"), Some(content_type), "{path}");
+        assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
+    }
+    for path in [
+        "/ui/../runtime/stack.json",
+        "/ui/..%2Fruntime%2Fstack.json",
+        "/ui/%2e%2e",
+        "/ui/files.sha256",
+        "/ui/nope.js",
+        "/ui/.hidden.js",
+    ] {
+        let reply = http(pod.panel, "GET", path, None, &[]).expect("answers");
+        assert_eq!(reply.status, 404, "{path}: {}", reply.body);
+        assert!(reply.json()["hint"].is_string(), "{path}");
+    }
+}
+
+#[test]
+fn outputs_are_listed_and_served_only_from_the_users_own_folder() {
+    let pod = pod().start();
+    let output = pod.volume.join("output");
+    for (path, bytes) in [
+        ("alice/first.png", &b"\x89PNG first"[..]),
+        ("alice/2026-05/second.webp", b"RIFF second"),
+        ("alice/notes.txt", b"not an image"),
+        ("bob/bobs.png", b"\x89PNG bob"),
+    ] {
+        let file = output.join(path);
+        std::fs::create_dir_all(file.parent().expect("a folder")).expect("folder");
+        std::fs::write(&file, bytes).expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(pod.volume.join("secret.png"), b"\x89PNG secret").expect("write");
+    std::os::unix::fs::symlink(pod.volume.join("secret.png"), output.join("alice/link.png"))
+        .expect("symlink");
+
+    let list = pod.get("/api/outputs?user=alice");
+    assert_eq!(list.status, 200, "{}", list.body);
+    let images: Vec<String> = list.json()["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|image| image["path"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(images, ["2026-05/second.webp", "first.png"]);
+
+    let image = pod.get("/api/outputs/alice/2026-05/second.webp");
+    assert_eq!(image.status, 200, "{}", image.body);
+    assert_eq!(image.header("content-type"), Some("image/webp"));
+    assert_eq!(image.body, "RIFF second");
+
+    for (path, status, error) in [
+        (
+            "/api/outputs/alice/../bob/bobs.png",
+            400,
+            "`..` is not a plain file name",
+        ),
+        (
+            "/api/outputs/alice/..%2Fbob%2Fbobs.png",
+            400,
+            "`..` is not a plain file name",
+        ),
+        (
+            "/api/outputs/alice/link.png",
+            400,
+            "leads outside the user's output folder",
+        ),
+        ("/api/outputs/alice/notes.txt", 400, "is not an image"),
+        (
+            "/api/outputs/alice/bobs.png",
+            404,
+            "is not in the user's output folder",
+        ),
+        (
+            "/api/outputs/..%2Fbob/bobs.png",
+            400,
+            "is not a valid user name",
+        ),
+        (
+            "/api/outputs/carol/first.png",
+            404,
+            "`carol` is not a user of this pod",
+        ),
+        (
+            "/api/outputs?user=..%2Fbob",
+            400,
+            "is not a valid user name",
+        ),
+    ] {
+        let reply = pod.get(path);
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        let answer = reply.json();
+        assert!(
+            answer["error"].as_str().is_some_and(|e| e.contains(error)),
+            "{path}: {answer}"
+        );
+        assert!(answer["hint"].is_string(), "{path}");
+    }
+}

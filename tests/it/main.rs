@@ -5,5 +5,6 @@ mod support;
 mod api;
 mod build;
 mod malformed;
+mod panel;
 mod supervise;
 mod verify;

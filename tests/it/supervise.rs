@@ -144,6 +144,8 @@ pub struct PodBuilder {
     env: Vec<(String, String)>,
     volume: Option<PathBuf>,
     pod_id: String,
+    /// A runtime file sealed and then changed before the pod starts (a hot patch, L2).
+    drifted_file: Option<String>,
 }
 
 /// The shipped smoke stack with users alice and bob, a quick restart policy, no GPU.
@@ -168,6 +170,7 @@ impl PodBuilder {
             ],
             volume: None,
             pod_id: "test-pod".into(),
+            drifted_file: None,
         }
     }
 
@@ -211,6 +214,12 @@ impl PodBuilder {
         self
     }
 
+    /// Seals the runtime folder (as an image build does), then changes `name` in it.
+    pub fn drifted(mut self, name: &str) -> Self {
+        self.drifted_file = Some(name.into());
+        self
+    }
+
     pub fn start(self) -> Pod {
         let dir = tempfile::tempdir().expect("temp dir");
         let volume = self
@@ -219,12 +228,26 @@ impl PodBuilder {
             .unwrap_or_else(|| dir.path().join("volume"));
         let panel = free_port();
         let comfyui = free_port();
-        let config = dir.path().join("stack.json");
+        // The runtime folder holds stack.json alone, as /opt/podstack does in an image.
+        let runtime = dir.path().join("runtime");
+        std::fs::create_dir(&runtime).expect("runtime folder");
+        let config = runtime.join("stack.json");
         std::fs::write(
             &config,
             serde_json::to_string_pretty(&self.stack).expect("JSON"),
         )
         .expect("write stack.json");
+        if let Some(name) = &self.drifted_file {
+            let file = runtime.join(name);
+            std::fs::write(&file, "as built\n").expect("write the runtime file");
+            crate::support::podstack(["seal", "--runtime-dir"])
+                .arg(&runtime)
+                .arg("--binary")
+                .arg(env!("CARGO_BIN_EXE_podstack"))
+                .run()
+                .expect_code(0);
+            std::fs::write(&file, "patched in the pod\n").expect("change the runtime file");
+        }
         let pidfile = dir.path().join("comfyui.pid");
         let output = dir.path().join("supervisor.out");
         let out = std::fs::File::create(&output).expect("output file");
@@ -461,7 +484,7 @@ fn env_of(pid: u32, name: &str) -> Option<String> {
         .map(|(_, value)| value)
 }
 
-const PROMPT: &str =
+pub const PROMPT: &str =
     r#"{"prompt": {"9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI"}}}}"#;
 
 #[test]
