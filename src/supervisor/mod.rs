@@ -18,6 +18,7 @@ pub mod jupyter;
 pub mod launch;
 pub mod log_watch;
 pub mod logs;
+pub mod models;
 pub mod probe;
 pub mod process;
 pub mod run;
@@ -171,12 +172,21 @@ async fn serve(
         }
     };
     let orchestrator = tokio::spawn(orchestrator.run());
+    let models = match models::Models::new(&settings) {
+        Ok(models) => models,
+        Err(err) => {
+            tracing::error!("cannot set up the HTTP client for model downloads: {err}");
+            return Outcome::Failed;
+        }
+    };
+    models.refresh(settings.stack.runtime.models.fetch_at_start);
     let app = api::router(AppState {
         control: control.clone(),
         logs,
         auth,
         ui_dir: Arc::new(settings.ui_dir.clone()),
         sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
+        models,
     });
     let (close, closing) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
