@@ -245,14 +245,15 @@ fn checked(file: &StackFile, strict: bool) -> Option<Checked> {
             return None;
         }
     };
-    let lock = match Lockfile::read(&lockfile::path_for(&file.path), &loaded.manifest.stack.name) {
-        Ok(lock) => lock,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return None;
-        }
-    };
-    let mut problems = lockfile::pin(lock.as_ref(), &mut loaded.manifest, &file.shown_as, strict);
+    let mut lock =
+        match Lockfile::read(&lockfile::path_for(&file.path), &loaded.manifest.stack.name) {
+            Ok(lock) => lock,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return None;
+            }
+        };
+    let mut problems = lockfile::pin(lock.as_mut(), &mut loaded.manifest, &file.shown_as, strict);
     problems.extend(manifest::validate(&loaded.manifest, strict));
     let mut located: Vec<Located> = problems
         .into_iter()

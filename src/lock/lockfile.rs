@@ -366,24 +366,32 @@ impl Lockfile {
 /// Pins what `manifest` leaves open from its lock file (`lock`, when there is one) and returns
 /// what stays open for want of a current lock: the Python packages' hashes, as unpinned
 /// problems (errors under `--strict`). Digests, hashes and commits the lock does not hold are
-/// reported by validation as before.
+/// reported by validation as before. A current lock is re-keyed to the pinned package lines,
+/// so that it stays current for the manifest it pinned.
 pub fn pin(
-    lock: Option<&Lockfile>,
+    lock: Option<&mut Lockfile>,
     manifest: &mut Manifest,
     shown_as: &str,
     strict: bool,
 ) -> Vec<Problem> {
+    let has_lock = lock.is_some();
+    let mut current = false;
     if let Some(lock) = lock {
+        current = lock.python_is_current(manifest);
         lock.pin_into(manifest);
+        if let (true, Some(python)) = (current, lock.python.as_mut()) {
+            python.requested = requested(manifest);
+        }
     }
     let has_python = manifest.torch.is_some() || !manifest.python.packages.is_empty();
-    if !has_python || lock.is_some_and(|lock| lock.python_is_current(manifest)) {
+    if !has_python || current {
         return Vec::new();
     }
     let lock_path = path_for(Path::new(shown_as)).display().to_string();
-    let why = match lock {
-        None => format!("there is no {lock_path}"),
-        Some(_) => format!("{lock_path} was resolved for other packages or another Python"),
+    let why = if has_lock {
+        format!("{lock_path} was resolved for other packages or another Python")
+    } else {
+        format!("there is no {lock_path}")
     };
     vec![Problem::unpinned(
         "python.packages",
