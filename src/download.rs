@@ -1,13 +1,13 @@
-//! Streaming a URL into a file, or through a hash only: the sha256 and the size are computed on
-//! a writer thread as the bytes arrive (the body is never held in memory, and hashing runs
-//! beside the network), and a connection that breaks off is resumed with an HTTP range request
-//! where the server allows it, else started again.
+//! Streaming a URL into a file, or through a hash only: the body is copied into blocks of a
+//! small reused pool (so the HTTP client reuses its own buffers too), and the sha256 and the
+//! size are computed on a writer thread that hashes and writes each block (the body is never
+//! held in memory, and hashing runs beside the network). A connection that breaks off is
+//! resumed with an HTTP range request where the server allows it, else started again.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{self, Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 use sha2::{Digest as _, Sha256};
@@ -15,10 +15,12 @@ use tokio::sync::mpsc;
 
 use crate::http::{Http, HttpError};
 
-/// Bytes written to disk in one go.
-const WRITE_BUFFER: usize = 1 << 20;
-/// Chunks in flight between the network and the writer thread.
-const CHUNKS_IN_FLIGHT: usize = 64;
+/// Bytes hashed and written in one go.
+const BLOCK: usize = 1 << 20;
+/// Blocks in flight between the network and the writer thread.
+const BLOCKS_IN_FLIGHT: usize = 8;
+/// Written bytes after which their writeback to disk is started.
+const WRITEBACK_EVERY: u64 = 64 << 20;
 
 /// What to fetch.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +84,7 @@ impl DownloadError {
 /// The partial result: the file (if any), the hash of what it holds, and its length.
 #[derive(Debug)]
 struct Sink {
-    file: Option<BufWriter<File>>,
+    file: Option<File>,
     hasher: Sha256,
     len: u64,
 }
@@ -105,7 +107,7 @@ impl Sink {
             .truncate(false)
             .open(path)?;
         let mut hasher = Sha256::new();
-        let mut buffer = vec![0; WRITE_BUFFER];
+        let mut buffer = vec![0; BLOCK];
         let mut len = 0u64;
         loop {
             let read = file.read(&mut buffer)?;
@@ -117,7 +119,7 @@ impl Sink {
         }
         file.seek(SeekFrom::End(0))?;
         Ok(Self {
-            file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            file: Some(file),
             hasher,
             len,
         })
@@ -125,9 +127,7 @@ impl Sink {
 
     /// Drops what was received so far, to start again from the first byte.
     fn reset(&mut self) -> io::Result<()> {
-        if let Some(writer) = self.file.as_mut() {
-            writer.flush()?;
-            let file = writer.get_mut();
+        if let Some(file) = self.file.as_mut() {
             file.set_len(0)?;
             file.seek(SeekFrom::Start(0))?;
         }
@@ -136,21 +136,31 @@ impl Sink {
         Ok(())
     }
 
-    /// Hashes and writes chunks until the channel closes.
-    fn consume(mut self, mut chunks: mpsc::Receiver<Bytes>) -> (Self, io::Result<()>) {
-        while let Some(chunk) = chunks.blocking_recv() {
+    /// Hashes and writes blocks until the channel closes, handing each block back for reuse.
+    fn consume(
+        mut self,
+        mut blocks: mpsc::Receiver<Vec<u8>>,
+        emptied: std::sync::mpsc::Sender<Vec<u8>>,
+    ) -> (Self, io::Result<()>) {
+        let mut written_back = self.len;
+        while let Some(mut block) = blocks.blocking_recv() {
             if let Some(file) = self.file.as_mut() {
-                if let Err(err) = file.write_all(&chunk) {
+                if let Err(err) = file.write_all(&block) {
                     return (self, Err(err));
                 }
+                let written = self.len + block.len() as u64;
+                if written - written_back >= WRITEBACK_EVERY {
+                    start_writeback(file, written_back, written);
+                    written_back = written;
+                }
             }
-            self.hasher.update(&chunk);
-            self.len += chunk.len() as u64;
+            self.hasher.update(&block);
+            self.len += block.len() as u64;
+            block.clear();
+            let _ = emptied.send(block);
         }
-        let flushed = self.file.as_mut().map_or(Ok(()), |file| {
-            file.flush().and_then(|()| file.get_ref().sync_all())
-        });
-        (self, flushed)
+        let synced = self.file.as_ref().map_or(Ok(()), File::sync_all);
+        (self, synced)
     }
 
     fn fetched(self) -> Fetched {
@@ -159,6 +169,22 @@ impl Sink {
             size: self.len,
         }
     }
+}
+
+/// Starts writing `from..to` of `file` back to disk without waiting for it, so that the fsync
+/// at the end waits only for the tail; the kernel also drops those pages from its cache once
+/// written (a 100 GB model folder does not push everything else out). Only a hint.
+fn start_writeback(file: &File, from: u64, to: u64) {
+    use std::os::fd::AsRawFd as _;
+    let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+        return;
+    };
+    let _ = nix::fcntl::posix_fadvise(
+        file.as_raw_fd(),
+        offset,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
 }
 
 /// Fetches `source` into `target`, calling `progress` with the bytes held so far. Resumes the
@@ -221,17 +247,39 @@ pub async fn fetch(
             }
         }
         let expected = response.content_length().map(|len| sink.len + len);
-        let (chunks, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
-        let writer = tokio::task::spawn_blocking(move || sink.consume(receiver));
+        let (blocks, receiver) = mpsc::channel(BLOCKS_IN_FLIGHT);
+        let (emptied, pool) = std::sync::mpsc::channel::<Vec<u8>>();
+        let writer = tokio::task::spawn_blocking(move || sink.consume(receiver, emptied));
         let mut response = response;
         let mut received = offset;
         let mut broken = None;
+        let mut block = Vec::with_capacity(BLOCK);
+        let mut writer_failed = false;
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     received += chunk.len() as u64;
-                    if chunks.send(chunk).await.is_err() {
-                        break; // the writer failed; its error is reported below
+                    let mut rest = &chunk[..];
+                    while !rest.is_empty() {
+                        let take = rest.len().min(BLOCK - block.len());
+                        block.extend_from_slice(&rest[..take]);
+                        rest = &rest[take..];
+                        if block.len() == BLOCK {
+                            let next = pool
+                                .try_recv()
+                                .unwrap_or_else(|_| Vec::with_capacity(BLOCK));
+                            if blocks
+                                .send(std::mem::replace(&mut block, next))
+                                .await
+                                .is_err()
+                            {
+                                writer_failed = true; // its error is reported below
+                                break;
+                            }
+                        }
+                    }
+                    if writer_failed {
+                        break;
                     }
                     progress(received);
                 }
@@ -242,7 +290,10 @@ pub async fn fetch(
                 }
             }
         }
-        drop(chunks);
+        if !block.is_empty() && !writer_failed {
+            let _ = blocks.send(block).await;
+        }
+        drop(blocks);
         let (done, written) = writer
             .await
             .map_err(|err| io_error(io::Error::other(err)))?;
@@ -310,9 +361,15 @@ mod tests {
         let sink = Sink::open(Some(&path)).unwrap();
         assert_eq!(sink.len, 6);
         let (sender, receiver) = mpsc::channel(4);
-        sender.try_send(Bytes::from_static(b"world")).unwrap();
+        sender.try_send(b"world".to_vec()).unwrap();
         drop(sender);
-        let (sink, written) = sink.consume(receiver);
+        let (emptied, returned) = std::sync::mpsc::channel();
+        let (sink, written) = sink.consume(receiver, emptied);
+        assert_eq!(
+            returned.try_recv().unwrap().capacity(),
+            5,
+            "the block comes back"
+        );
         written.unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
         assert_eq!(
