@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # End to end with real images: builds stacks/smoke.toml with Docker (BuildKit, the generated
-# Dockerfile unchanged, the prebuilt-binary stage), runs it with a volume and no GPU, and checks
-# through the API and `podstack verify` that the pod is current, serves one user's outputs into
-# that user's folder only, sees itself as stale against a newer build (and refuses to start
-# under the refuse policy), and names drifted files and packages.
+# Dockerfile unchanged, the prebuilt-binary stage, the Python packages from a wheelhouse that
+# `podstack wheelhouse` filled, with no network at all during the build), runs it with a volume
+# and no GPU, and checks through the API and `podstack verify` that the pod is current, has the
+# wheelhouse's package installed as pinned, serves one user's outputs into that user's folder
+# only, sees itself as stale against a newer build (and refuses to start under the refuse
+# policy), and names drifted files and packages.
+#
+# `podstack wheelhouse` downloads the locked wheels (stacks/smoke.lock) from PyPI on this
+# machine; the image build itself reaches nothing.
 #
 # Installs the Docker engine (Debian docker.io) and debootstrap when missing, starts dockerd
 # when none answers, and makes the base image from Debian packages: nothing is pulled from a
@@ -73,11 +78,17 @@ cp -r stacks "$project/"
 cp -r templates/ui "$project/templates/"
 cp -r tests/fixtures/comfyui "$project/tests/fixtures/"
 
+say "wheelhouse: the locked wheels, checked against stacks/smoke.lock"
+(cd "$project" && "$podstack" wheelhouse smoke "$work/wheelhouse") || fail "podstack wheelhouse"
+[ -f "$work/wheelhouse/six-1.17.0-py2.py3-none-any.whl" ] || fail "six is not in the wheelhouse"
+
 build_image() { # name -> prints the tag
     local ctx="$work/ctx-$1" tag
     tag=$(cd "$project" && "$podstack" context smoke "$ctx" --binary "$podstack" 2>/dev/null)
-    DOCKER_BUILDKIT=1 "$docker" build -q -f "$ctx/generated/smoke/Dockerfile" \
-        --build-arg PODSTACK_SUPERVISOR=prebuilt -t "$tag" "$ctx" >/dev/null \
+    cp -r "$work/wheelhouse" "$ctx/wheelhouse"
+    DOCKER_BUILDKIT=1 "$docker" build -q --network none -f "$ctx/generated/smoke/Dockerfile" \
+        --build-arg PODSTACK_SUPERVISOR=prebuilt --build-arg PODSTACK_PACKAGES=wheelhouse \
+        -t "$tag" "$ctx" >/dev/null \
         || fail "docker build of $tag"
     echo "$tag"
 }
@@ -149,11 +160,17 @@ curl -fsS -X POST "http://127.0.0.1:$(port_of pod1 7777)/api/stop" >/dev/null
 stopped() { [ "$(comfyui_state pod1)" = "stopped" ]; }
 wait_for 30 "ComfyUI stopped" stopped
 
-say "drift: a control panel file and a pinned package changed inside the running pod"
+say "the wheelhouse's package is installed and verified as pinned"
+[ "$("$docker" exec pod1 /opt/venv/bin/python -c 'import six; print(six.__version__)')" = "1.17.0" ] \
+    || fail "six 1.17.0 is not importable in the image"
+"$docker" exec pod1 podstack verify | grep -q '  packages: as pinned' || fail "packages not as pinned"
+
+say "drift: a control panel file and pinned packages changed inside the running pod"
 "$docker" exec pod1 podstack verify >/dev/null || fail "verify before any change"
 "$docker" exec pod1 sh -c 'echo patched > /opt/podstack/ui/index.html'
 site=/opt/venv/lib/python3.11/site-packages
 "$docker" exec pod1 sh -c "sed -i 's/^Version: 23.0.1$/Version: 23.0.2/' $site/pip-23.0.1.dist-info/METADATA"
+"$docker" exec pod1 sh -c "rm -r $site/six-1.17.0.dist-info"
 set +e
 report=$("$docker" exec pod1 podstack verify)
 code=$?
@@ -162,6 +179,7 @@ echo "$report"
 [ "$code" = 1 ] || fail "verify exit code $code on a drifted pod"
 grep -q 'changed  /opt/podstack/ui/index.html' <<<"$report" || fail "the changed UI file is not named"
 grep -q 'version  pip: expected 23.0.1, found 23.0.2' <<<"$report" || fail "the changed package is not named"
+grep -q 'missing  six (expected 1.17.0)' <<<"$report" || fail "the removed package is not named"
 "$docker" rm -f pod1 >/dev/null
 
 say "stale: v1 where the template expects v2 (warn)"

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::lock::lockfile::{self, Lockfile};
 use crate::manifest::{self, Loaded, Located};
 use crate::problem::Severity;
 use crate::project::{Project, StackFile};
@@ -42,6 +43,8 @@ Examples:
   podstack build --check              fail if generated/ is stale (CI)
   podstack check stacks/my.toml       validate a manifest, list every problem
   podstack digest smoke               print the stack's digest
+  podstack lock comfyui-cu128         pin every open input into stacks/comfyui-cu128.lock
+  podstack wheelhouse smoke /tmp/wh   download every locked wheel, checked
   podstack wheel-compat sageattention-2.2.0.post4-cp39-abi3-linux_x86_64.whl --python 3.11
 
 Exit codes: 0 ok, 1 invalid manifest or drift, 2 usage error.";
@@ -85,6 +88,27 @@ pub enum Command {
         /// Treat unpinned inputs as errors.
         #[arg(long)]
         strict: bool,
+    },
+    /// Pin what a stack leaves open into stacks/<stack>.lock: base image digests, wheel hashes,
+    /// commits of branches and tags, and every Python package with the sha256 of its files.
+    #[command(
+        after_help = "Examples:\n  podstack lock comfyui-cu128\n  podstack lock comfyui-cu128 --update transformers --update base\n\nEntries of the current lock are kept while the manifest asks for the same thing; --update\nresolves one again (a package, `base`, `builder`, a wheel's name, `comfyui`, a custom node).\nHosts that cannot be reached leave their inputs unresolved: listed, and refused by\n`build --strict`. Environment: PODSTACK_PYPI_URL, PODSTACK_PYTORCH_INDEX_URL (mirrors),\nPODSTACK_CACHE_DIR (default ~/.cache/podstack).\n\nExit codes: 0 locked (maybe with unresolved inputs), 1 an input failed (nothing written), 2 usage."
+    )]
+    Lock {
+        stack: String,
+        /// Resolve this entry again instead of keeping it; repeatable.
+        #[arg(long = "update", value_name = "NAME")]
+        update: Vec<String>,
+    },
+    /// Download every file the lock pins into DIR, checked against its sha256, with a pip.conf
+    /// for image builds without a package index.
+    #[command(
+        after_help = "Example:\n  podstack context smoke /tmp/ctx --binary target/release/podstack\n  podstack wheelhouse smoke /tmp/ctx/wheelhouse\n  DOCKER_BUILDKIT=1 docker build -f /tmp/ctx/generated/smoke/Dockerfile --build-arg PODSTACK_SUPERVISOR=prebuilt --build-arg PODSTACK_PACKAGES=wheelhouse /tmp/ctx\n\nFiles already there with the right hash are kept; a broken download resumes."
+    )]
+    Wheelhouse {
+        stack: String,
+        /// The folder to fill (created when missing).
+        dir: PathBuf,
     },
     /// Print the JSON Schema of stack manifests (for taplo / Even Better TOML).
     #[command(after_help = "Example:\n  podstack schema > generated/stack.schema.json")]
@@ -167,6 +191,8 @@ pub fn run(cli: Cli) -> Outcome {
             Ok(Outcome::Ok)
         }
         Command::Digest { stack } => digest(&stack),
+        Command::Lock { stack, update } => lock(&stack, &update),
+        Command::Wheelhouse { stack, dir } => wheelhouse(&stack, &dir),
         Command::Context { stack, dir, binary } => context(&stack, &dir, binary.as_deref()),
         Command::Verify {
             config,
@@ -201,9 +227,17 @@ fn stack_files(project: &Project, args: &[String]) -> anyhow::Result<Vec<StackFi
     args.iter().map(|arg| Ok(project.stack(arg)?)).collect()
 }
 
-/// Loads and validates one stack, printing its problems. `None` when it has errors.
-fn checked(file: &StackFile, strict: bool) -> Option<Loaded> {
-    let loaded = match manifest::load(&file.path, &file.shown_as) {
+/// A stack that passed validation, with its lock file (already pinned into the manifest).
+#[derive(Debug)]
+struct Checked {
+    loaded: Loaded,
+    lock: Option<Lockfile>,
+}
+
+/// Loads one stack and its lock file, pins what the lock holds, validates, and prints the
+/// problems. `None` when it has errors.
+fn checked(file: &StackFile, strict: bool) -> Option<Checked> {
+    let mut loaded = match manifest::load(&file.path, &file.shown_as) {
         Ok(loaded) => loaded,
         Err(located) => {
             eprintln!("{located}");
@@ -211,7 +245,17 @@ fn checked(file: &StackFile, strict: bool) -> Option<Loaded> {
             return None;
         }
     };
-    let mut located: Vec<Located> = manifest::validate(&loaded.manifest, strict)
+    let mut lock =
+        match Lockfile::read(&lockfile::path_for(&file.path), &loaded.manifest.stack.name) {
+            Ok(lock) => lock,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return None;
+            }
+        };
+    let mut problems = lockfile::pin(lock.as_mut(), &mut loaded.manifest, &file.shown_as, strict);
+    problems.extend(manifest::validate(&loaded.manifest, strict));
+    let mut located: Vec<Located> = problems
         .into_iter()
         .map(|problem| loaded.source.locate(problem))
         .collect();
@@ -227,7 +271,7 @@ fn checked(file: &StackFile, strict: bool) -> Option<Loaded> {
         eprintln!("{}: {errors} error(s); nothing was rendered", file.shown_as);
         return None;
     }
-    Some(loaded)
+    Some(Checked { loaded, lock })
 }
 
 fn check(args: &[String], strict: bool) -> anyhow::Result<Outcome> {
@@ -235,7 +279,10 @@ fn check(args: &[String], strict: bool) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::Ok;
     for file in stack_files(&project, args)? {
         match checked(&file, strict) {
-            Some(loaded) => println!("{}: ok ({})", file.shown_as, loaded.manifest.stack.name),
+            Some(checked) => println!(
+                "{}: ok ({})",
+                file.shown_as, checked.loaded.manifest.stack.name
+            ),
             None => outcome = Outcome::Failed,
         }
     }
@@ -252,11 +299,11 @@ fn build(
     let out = out.map_or_else(|| project.root.join("generated"), Path::to_owned);
     let mut outcome = Outcome::Ok;
     for file in stack_files(&project, args)? {
-        let Some(loaded) = checked(&file, strict) else {
+        let Some(checked) = checked(&file, strict) else {
             outcome = Outcome::Failed;
             continue;
         };
-        let rendered = render::render(&project, &loaded)?;
+        let rendered = render::render(&project, &checked.loaded, checked.lock.as_ref())?;
         let dir = out.join(&rendered.name);
         if check {
             let drift = rendered.drift(&dir);
@@ -300,10 +347,11 @@ pub const SCHEMA_FILE: &str = "stack.schema.json";
 fn digest(arg: &str) -> anyhow::Result<Outcome> {
     let project = project()?;
     let file = project.stack(arg)?;
-    let Some(loaded) = checked(&file, false) else {
+    let Some(checked) = checked(&file, false) else {
         return Ok(Outcome::Failed);
     };
-    println!("{}", render::render(&project, &loaded)?.digest);
+    let rendered = render::render(&project, &checked.loaded, checked.lock.as_ref())?;
+    println!("{}", rendered.digest);
     Ok(Outcome::Ok)
 }
 
@@ -341,7 +389,7 @@ fn verify_subject(
 fn context(arg: &str, dir: &Path, binary: Option<&Path>) -> anyhow::Result<Outcome> {
     let project = project()?;
     let file = project.stack(arg)?;
-    let Some(loaded) = checked(&file, false) else {
+    let Some(checked) = checked(&file, false) else {
         return Ok(Outcome::Failed);
     };
     if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
@@ -350,8 +398,8 @@ fn context(arg: &str, dir: &Path, binary: Option<&Path>) -> anyhow::Result<Outco
             dir.display()
         );
     }
-    let rendered = render::render(&project, &loaded)?;
-    crate::context::stage(&project, &loaded.manifest, &rendered, dir, binary)?;
+    let rendered = render::render(&project, &checked.loaded, checked.lock.as_ref())?;
+    crate::context::stage(&project, &checked.loaded.manifest, &rendered, dir, binary)?;
     let stage_arg = if binary.is_some() {
         " --build-arg PODSTACK_SUPERVISOR=prebuilt"
     } else {
@@ -367,6 +415,168 @@ fn context(arg: &str, dir: &Path, binary: Option<&Path>) -> anyhow::Result<Outco
         dir.display()
     );
     Ok(Outcome::Ok)
+}
+
+/// Transfers at once for `lock` and `wheelhouse`.
+const PARALLEL_FETCHES: usize = 8;
+
+fn fetch_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+fn lock(arg: &str, updates: &[String]) -> anyhow::Result<Outcome> {
+    let project = project()?;
+    let file = project.stack(arg)?;
+    let loaded = match manifest::load(&file.path, &file.shown_as) {
+        Ok(loaded) => loaded,
+        Err(located) => {
+            eprintln!("{located}");
+            return Ok(Outcome::Failed);
+        }
+    };
+    let manifest = &loaded.manifest;
+    let errors: Vec<Located> = manifest::validate(manifest, false)
+        .into_iter()
+        .filter(|problem| problem.is_error())
+        .map(|problem| loaded.source.locate(problem))
+        .collect();
+    if !errors.is_empty() {
+        for error in &errors {
+            eprintln!("{error}");
+        }
+        eprintln!(
+            "{}: {} error(s); nothing was locked",
+            file.shown_as,
+            errors.len()
+        );
+        return Ok(Outcome::Failed);
+    }
+    let lock_path = lockfile::path_for(&file.path);
+    let shown_lock = lockfile::path_for(Path::new(&file.shown_as));
+    let old = Lockfile::read(&lock_path, &manifest.stack.name)?;
+    let known = crate::lock::update_names(manifest, old.as_ref());
+    let mut wanted = std::collections::BTreeSet::new();
+    for name in updates {
+        let name = crate::compat::normalize_name(name);
+        if !known.contains(&name) {
+            anyhow::bail!(
+                "`--update {name}` names nothing in {}\n  hint: names here: {}",
+                file.shown_as,
+                known.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        wanted.insert(name);
+    }
+    let http = crate::http::Http::new(PARALLEL_FETCHES)?;
+    let cache = crate::lock::Cache::from_env();
+    let endpoints = crate::lock::Endpoints::from_env();
+    let progress = crate::lock::Progress::for_stderr();
+    let run = crate::lock::LockRun {
+        http: &http,
+        cache: &cache,
+        endpoints: &endpoints,
+        progress: &progress,
+        parallel: PARALLEL_FETCHES,
+    };
+    let started = std::time::Instant::now();
+    let locked =
+        fetch_runtime()?.block_on(crate::lock::lock(&run, manifest, old.as_ref(), &wanted));
+    progress.finish();
+    for unresolved in &locked.lock.unresolved {
+        eprintln!(
+            "unresolved: {} ({}): {}",
+            unresolved.input, unresolved.key, unresolved.reason
+        );
+    }
+    if !locked.errors.is_empty() {
+        for error in &locked.errors {
+            eprintln!("error: {error}");
+        }
+        eprintln!(
+            "{}: {} input(s) failed; {} was not written",
+            file.shown_as,
+            locked.errors.len(),
+            shown_lock.display()
+        );
+        return Ok(Outcome::Failed);
+    }
+    let text = locked.lock.to_toml(&manifest.stack.name);
+    let unchanged = std::fs::read_to_string(&lock_path).ok().as_deref() == Some(text.as_str());
+    if !unchanged {
+        std::fs::write(&lock_path, &text)?;
+    }
+    let unresolved = match locked.lock.unresolved.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} input(s) unresolved (`build --strict` refuses them until they are locked)"
+        ),
+    };
+    println!(
+        "{} {} ({} fetched in {:.1} s){unresolved}",
+        shown_lock.display(),
+        if unchanged {
+            "is up to date"
+        } else {
+            "written"
+        },
+        locked.fetched,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Outcome::Ok)
+}
+
+fn wheelhouse(arg: &str, dir: &Path) -> anyhow::Result<Outcome> {
+    let project = project()?;
+    let file = project.stack(arg)?;
+    let Some(checked) = checked(&file, false) else {
+        return Ok(Outcome::Failed);
+    };
+    let manifest = &checked.loaded.manifest;
+    let shown_lock = lockfile::path_for(Path::new(&file.shown_as));
+    let Some(lock) = checked
+        .lock
+        .as_ref()
+        .filter(|lock| lock.python_is_current(manifest))
+    else {
+        eprintln!(
+            "error: {} does not lock the Python packages of {}\n  hint: run `podstack lock {}` first",
+            shown_lock.display(),
+            file.shown_as,
+            manifest.stack.name
+        );
+        return Ok(Outcome::Failed);
+    };
+    let http = crate::http::Http::new(PARALLEL_FETCHES)?;
+    let cache = crate::lock::Cache::from_env();
+    let endpoints = crate::lock::Endpoints::from_env();
+    let progress = crate::lock::Progress::for_stderr();
+    let filled = fetch_runtime()?.block_on(crate::wheelhouse::fill(
+        &http, &cache, &endpoints, manifest, lock, dir, &progress,
+    ));
+    progress.finish();
+    match filled {
+        Ok(filled) => {
+            println!(
+                "{}: {} files checked against {} ({} downloaded, {} bytes)",
+                dir.display(),
+                filled.files,
+                shown_lock.display(),
+                filled.downloaded,
+                filled.bytes
+            );
+            Ok(Outcome::Ok)
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            eprintln!("{}: {} file(s) failed", dir.display(), errors.len());
+            Ok(Outcome::Failed)
+        }
+    }
 }
 
 fn seal(runtime_dir: &Path, binary: PathBuf) -> anyhow::Result<Outcome> {

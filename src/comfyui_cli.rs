@@ -38,6 +38,33 @@ pub const MANAGED_FLAGS: &[(&str, &str)] = &[
         "podstack isolates users by folders, one user per pod at a time",
     ),
     ("--disable-auto-launch", "podstack always adds it"),
+    (
+        "--extra-model-paths-config",
+        "podstack points ComfyUI at <volume>/models; put models there or in [[model]]",
+    ),
+];
+
+/// ComfyUI's model folder names (`folder_paths.py`), the keys of an `extra_model_paths.yaml`
+/// section; ComfyUI takes a name it does not know as a new kind of folder.
+pub const MODEL_FOLDERS: &[&str] = &[
+    "checkpoints",
+    "clip",
+    "clip_vision",
+    "configs",
+    "controlnet",
+    "diffusers",
+    "diffusion_models",
+    "embeddings",
+    "gligen",
+    "hypernetworks",
+    "loras",
+    "photomaker",
+    "style_models",
+    "text_encoders",
+    "unet",
+    "upscale_models",
+    "vae",
+    "vae_approx",
 ];
 
 /// Why podstack refuses `flag` in `runtime.comfyui_args`, if it does.

@@ -40,6 +40,15 @@ impl Problem {
         }
     }
 
+    /// An input that is not pinned: a warning, or an error under `--strict`.
+    pub fn unpinned(key: impl Into<String>, message: impl Into<String>, strict: bool) -> Self {
+        if strict {
+            Self::error(key, message)
+        } else {
+            Self::warning(key, message)
+        }
+    }
+
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self

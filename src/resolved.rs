@@ -94,12 +94,6 @@ impl ResolvedStack {
                 })
             }))
             .chain(manifest.torch.iter().flat_map(|torch| {
-                let local = format!("+{}", torch.cuda.torch_variant());
-                let local = if torch.index == crate::manifest::TorchIndex::Pytorch {
-                    local
-                } else {
-                    String::new()
-                };
                 [
                     ("torch", &torch.version),
                     ("torchvision", &torch.torchvision),
@@ -107,7 +101,7 @@ impl ResolvedStack {
                 ]
                 .map(|(name, version)| PinnedPackage {
                     name: name.to_owned(),
-                    version: format!("{version}{local}"),
+                    version: torch.local_version(version),
                 })
             }))
             .collect();
@@ -165,6 +159,16 @@ impl ResolvedStack {
             sync: manifest.sync.clone(),
             models: manifest.models.clone(),
         }
+    }
+
+    /// Adds the packages a lock resolved (the whole closure of the image), replacing what the
+    /// manifest pinned of the same name.
+    pub fn pin_packages(&mut self, locked: impl IntoIterator<Item = PinnedPackage>) {
+        for package in locked {
+            self.packages.retain(|known| known.name != package.name);
+            self.packages.push(package);
+        }
+        self.packages.sort_by(|a, b| a.name.cmp(&b.name));
     }
 
     /// Reads a `stack.json`.

@@ -9,7 +9,7 @@ mod parse;
 mod validate;
 
 pub use parse::{load, Loaded, Located, Source};
-pub use validate::validate;
+pub use validate::{is_hex, validate};
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -160,9 +160,14 @@ pub struct Wheel {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PythonPackages {
-    /// Each line pinned with `==` under `--strict`, e.g. `xformers==0.0.32.post2`.
+    /// Each line pinned with `==` under `--strict`, e.g. `xformers==0.0.32.post2`; a looser
+    /// line (`einops>=0.8`) is pinned by `podstack lock`.
     #[serde(default)]
     pub packages: Vec<String>,
+    /// Packages (or dependencies) that may be built from a source distribution when no wheel
+    /// of the locked version fits the image; `podstack lock` refuses sdists of any other.
+    #[serde(default)]
+    pub sdist: Vec<String>,
 }
 
 /// `[comfyui]`: ComfyUI itself and its custom nodes.
@@ -173,6 +178,10 @@ pub struct ComfyUi {
     pub repo: Option<String>,
     /// Full 40-hex commit of `repo`.
     pub commit: Option<String>,
+    /// A branch or tag of `repo` to follow instead of `commit`; `podstack lock` resolves it to
+    /// a commit in the lock file (`git ls-remote`).
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
     /// A folder of the project copied into the image instead of a clone (offline builds).
     pub path: Option<String>,
     /// Install ComfyUI's own requirements.txt (under the torch constraints).
@@ -188,7 +197,10 @@ pub struct ComfyUi {
 pub struct CustomNode {
     pub repo: String,
     /// Full 40-hex commit.
-    pub commit: String,
+    pub commit: Option<String>,
+    /// A branch or tag to follow instead of `commit`; `podstack lock` resolves it.
+    #[serde(rename = "ref")]
+    pub git_ref: Option<String>,
     /// Folder name under custom_nodes; the repository's name when left out.
     pub name: Option<String>,
     /// Install the node's requirements.txt (under the torch constraints).
@@ -279,6 +291,20 @@ pub struct Runtime {
     pub jupyter: Jupyter,
     #[serde(default)]
     pub verify: VerifyPolicy,
+    #[serde(default)]
+    pub models: ModelPolicy,
+}
+
+/// `[runtime.models]`: how the pod fetches the stack's `[[model]]` files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPolicy {
+    /// Fetch missing models when the pod starts; otherwise only on `POST /api/models/fetch`.
+    #[serde(default = "yes")]
+    pub fetch_at_start: bool,
+    /// Downloads at a time, per pod.
+    #[serde(default = "default_parallel_downloads")]
+    pub parallel: u32,
 }
 
 /// What a pod does when it is not the build it should be (stale or drifted).
@@ -499,6 +525,9 @@ fn default_sync_interval() -> HumanDuration {
 fn default_max_delete() -> u32 {
     100
 }
+fn default_parallel_downloads() -> u32 {
+    2
+}
 
 impl Default for Gpu {
     fn default() -> Self {
@@ -524,6 +553,16 @@ impl Default for Runtime {
             stop_grace: default_stop_grace(),
             jupyter: Jupyter::default(),
             verify: VerifyPolicy::default(),
+            models: ModelPolicy::default(),
+        }
+    }
+}
+
+impl Default for ModelPolicy {
+    fn default() -> Self {
+        Self {
+            fetch_at_start: true,
+            parallel: default_parallel_downloads(),
         }
     }
 }
@@ -637,6 +676,26 @@ impl Wheel {
     pub fn file_name(&self) -> &str {
         let path = self.url.split(['?', '#']).next().unwrap_or(&self.url);
         path.rsplit('/').next().unwrap_or(path)
+    }
+}
+
+impl Torch {
+    /// The version of torch's wheels: `2.8.0+cu129` from the PyTorch index, `2.8.0` from PyPI.
+    pub fn local_version(&self, version: &str) -> String {
+        match self.index {
+            TorchIndex::Pytorch => format!("{version}+{}", self.cuda.torch_variant()),
+            TorchIndex::Pypi => version.to_owned(),
+        }
+    }
+
+    /// `torch==...`, `torchvision==...`, `torchaudio==...` as pip is asked for them.
+    pub fn specs(&self) -> [String; 3] {
+        [
+            ("torch", &self.version),
+            ("torchvision", &self.torchvision),
+            ("torchaudio", &self.torchaudio),
+        ]
+        .map(|(name, version)| format!("{name}=={}", self.local_version(version)))
     }
 }
 

@@ -8,7 +8,7 @@ use pep440_rs::Version;
 use super::{exact_pin, AttentionPolicy, ComfyUi, Manifest, Runtime, Sync, TorchIndex};
 use crate::comfyui_cli;
 use crate::compat::{Companion, Compat};
-use crate::problem::{Problem, Severity};
+use crate::problem::Problem;
 use crate::user::UserName;
 use crate::wheel::{check_wheel, Platform, WheelFilename};
 
@@ -55,14 +55,11 @@ impl Checker {
         message: impl Into<String>,
         hint: impl Into<String>,
     ) {
-        let mut problem = Problem::warning(key, message).with_hint(hint);
-        if self.strict {
-            problem.severity = Severity::Error;
-        }
-        self.problems.push(problem);
+        self.problems
+            .push(Problem::unpinned(key, message, self.strict).with_hint(hint));
     }
 
-    fn sha256(&mut self, key: &str, value: Option<&str>, what: &str) {
+    fn sha256(&mut self, key: &str, value: Option<&str>, what: &str, how: &str) {
         match value {
             Some(hash) if is_hex(hash, 64) => {}
             Some(hash) => self.error(
@@ -73,7 +70,7 @@ impl Checker {
             None => self.unpinned(
                 key,
                 format!("{what} is not pinned by sha256"),
-                "add `sha256 = \"<64 hex>\"` (sha256sum of the file); `podstack lock` fills it",
+                format!("add `sha256 = \"<64 hex>\"` (sha256sum of the file); {how}"),
             ),
         }
     }
@@ -202,12 +199,18 @@ impl Checker {
     }
 
     fn comfyui(&mut self, comfyui: &ComfyUi) {
-        match (&comfyui.repo, &comfyui.commit, &comfyui.path) {
-            (Some(repo), commit, None) => {
+        let from_git = comfyui.commit.is_some() || comfyui.git_ref.is_some();
+        match (&comfyui.repo, &comfyui.path) {
+            (Some(repo), None) => {
                 self.repo("comfyui.repo", repo);
-                self.commit("comfyui.commit", commit.as_deref(), "comfyui.repo");
+                self.commit(
+                    "comfyui.commit",
+                    comfyui.commit.as_deref(),
+                    comfyui.git_ref.as_deref(),
+                    "comfyui.repo",
+                );
             }
-            (None, None, Some(path)) => {
+            (None, Some(path)) if !from_git => {
                 if path.starts_with('/') || path.split('/').any(|part| part == "..") {
                     self.error(
                         "comfyui.path",
@@ -218,7 +221,7 @@ impl Checker {
             }
             _ => self.error(
                 "comfyui",
-                "[comfyui] needs either `repo` and `commit`, or `path`",
+                "[comfyui] needs either `repo` and `commit` (or `ref`), or `path`",
                 "for pods: repo = \"https://github.com/Comfy-Org/ComfyUI\" and a 40-hex commit; for offline tests: path",
             ),
         }
@@ -228,7 +231,8 @@ impl Checker {
             self.repo(&format!("{key}.repo"), &node.repo);
             self.commit(
                 &format!("{key}.commit"),
-                Some(&node.commit),
+                node.commit.as_deref(),
+                node.git_ref.as_deref(),
                 &format!("{key}.repo"),
             );
             let name = node.folder_name();
@@ -252,18 +256,23 @@ impl Checker {
         }
     }
 
-    fn commit(&mut self, key: &str, commit: Option<&str>, repo_key: &str) {
-        match commit {
-            Some(commit) if is_hex(commit, 40) => {}
-            Some(commit) => self.error(
+    fn commit(&mut self, key: &str, commit: Option<&str>, git_ref: Option<&str>, repo_key: &str) {
+        match (commit, git_ref) {
+            (Some(commit), _) if is_hex(commit, 40) => {}
+            (Some(commit), _) => self.error(
                 key,
                 format!("`{commit}` is not a full commit hash"),
-                "write all 40 hex digits; branches and tags move (L5): `git ls-remote <repo> <branch>` gives the commit",
+                "write all 40 hex digits, or name the branch or tag as `ref` and let `podstack lock` pin it (L5)",
             ),
-            None => self.error(
+            (None, Some(git_ref)) => self.unpinned(
+                repo_key,
+                format!("the repository follows `{git_ref}`, which moves"),
+                "run `podstack lock` to pin it to a commit in the lock file",
+            ),
+            (None, None) => self.error(
                 repo_key,
                 "a repository needs a pinned `commit`",
-                "add `commit = \"<40 hex>\"`; `git ls-remote <repo> HEAD` gives the current one",
+                "add `commit = \"<40 hex>\"`, or `ref = \"<branch or tag>\"` and run `podstack lock`",
             ),
         }
     }
@@ -444,6 +453,7 @@ impl Checker {
                 &format!("{key}.sha256"),
                 model.sha256.as_deref(),
                 &format!("model `{}`", model.dest),
+                "model hosts show it on the file's page (Hugging Face: \"SHA256\")",
             );
             let dest = &model.dest;
             if dest.is_empty()
@@ -485,6 +495,7 @@ impl Checker {
                 &format!("{key}.sha256"),
                 wheel.sha256.as_deref(),
                 &format!("wheel `{}`", wheel.file_name()),
+                "`podstack lock` fills it",
             );
         }
     }
@@ -649,11 +660,11 @@ impl Checker {
     }
 
     fn https_url(&mut self, key: &str, url: &str) {
-        if !url.starts_with("https://") {
+        if !url.starts_with("https://") && !is_loopback_http(url) {
             self.error(
                 key,
                 format!("`{url}` is not an https URL"),
-                "download over https",
+                "download over https (plain http only from this machine: 127.0.0.1, localhost)",
             );
         } else if MUTABLE_URL_PARTS.iter().any(|part| url.contains(part)) {
             self.error(
@@ -673,7 +684,18 @@ const MUTABLE_URL_PARTS: &[&str] = &[
     "/releases/latest/",
 ];
 
-fn is_hex(text: &str, len: usize) -> bool {
+/// Plain http to this machine (a local mirror, a test server) cannot be intercepted.
+fn is_loopback_http(url: &str) -> bool {
+    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|prefix| {
+            url.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        })
+}
+
+/// Whether `text` is `len` lower-case hex digits.
+pub fn is_hex(text: &str, len: usize) -> bool {
     text.len() == len
         && text
             .bytes()
@@ -703,6 +725,14 @@ mod tests {
             Some("bookworm")
         );
         assert_eq!(image_tag("debian"), None);
+    }
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        assert!(is_loopback_http("http://127.0.0.1:8080/a.whl"));
+        assert!(is_loopback_http("http://localhost/a.whl"));
+        assert!(!is_loopback_http("http://localhost.example.com/a.whl"));
+        assert!(!is_loopback_http("http://example.com/a.whl"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use super::assets;
 use super::auth::{self, PanelAuth};
 use super::control::{Control, Refusal};
 use super::logs::{LogBook, LogLine, SUPERVISOR};
+use super::models::Models;
 use super::outputs;
 use super::run::now_ms;
 use super::state::UnixMillis;
@@ -60,6 +61,8 @@ pub struct AppState {
     pub outputs_dir: Arc<PathBuf>,
     /// `<volume>/.podstack/sessions`, every pod's usage file.
     pub sessions_dir: Arc<PathBuf>,
+    /// The stack's models in the shared folder.
+    pub models: Models,
 }
 
 /// The API's routes; serving them is the caller's business.
@@ -80,6 +83,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/usage", get(usage))
         .route("/api/users", post(add_user))
         .route("/api/login", post(login))
+        .route("/api/models", get(models))
+        .route("/api/models/fetch", post(fetch_models))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -393,6 +398,18 @@ async fn usage(
     Ok(Json(summary))
 }
 
+/// Each model of the stack: present, checking, waiting for another pod, downloading (bytes and
+/// speed), or failed with the reason.
+async fn models(State(state): State<AppState>) -> impl IntoResponse {
+    Json(state.models.status())
+}
+
+/// Starts fetching every model that is missing or failed; answers at once with the states.
+async fn fetch_models(State(state): State<AppState>) -> impl IntoResponse {
+    state.models.refresh(true);
+    (StatusCode::ACCEPTED, Json(state.models.status()))
+}
+
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -428,7 +445,7 @@ async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("there is no {}", request.uri().path()),
-        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, outputs, health, usage, users, login; metrics at /metrics",
+        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, outputs, health, usage, users, login, models, models/fetch; metrics at /metrics",
     )
 }
 
@@ -511,6 +528,7 @@ mod tests {
             ui_dir: Arc::new(settings.ui_dir.clone()),
             outputs_dir: Arc::new(settings.volume.join("output")),
             sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
+            models: Models::new(&settings).unwrap(),
         });
         Panel { router, _dir: dir }
     }

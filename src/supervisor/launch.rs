@@ -93,6 +93,8 @@ pub struct LaunchPlan<'a> {
     pub attention: &'a AttentionChoice,
     /// The torch version in the image (`2.8.0`), part of the cache key.
     pub torch: Option<&'a str>,
+    /// The `extra_model_paths.yaml` pointing at the shared models folder.
+    pub extra_model_paths: &'a Path,
     /// `runtime.comfyui_args`, appended after podstack's own.
     pub extra_args: &'a [String],
 }
@@ -151,6 +153,10 @@ impl ComfyUiLaunch {
         flag("--input-directory", input.clone().into());
         flag("--user-directory", user_dir.clone().into());
         flag("--temp-directory", temp.clone().into());
+        flag(
+            "--extra-model-paths-config",
+            absolute(plan.extra_model_paths)?.into(),
+        );
         args.push("--disable-auto-launch".into());
         args.extend(plan.attention.flag.map(OsString::from));
         args.extend(plan.extra_args.iter().map(OsString::from));
@@ -297,6 +303,9 @@ mod tests {
             device,
             attention: &attention,
             torch: Some("2.8.0"),
+            extra_model_paths: Path::new(
+                "/workspace/.podstack/comfyui/pod-a1/extra_model_paths.yaml",
+            ),
             extra_args: extra,
         })
     }
@@ -328,6 +337,8 @@ mod tests {
                 "/workspace/users/alice",
                 "--temp-directory",
                 "/workspace/.podstack/tmp/pod-a1",
+                "--extra-model-paths-config",
+                "/workspace/.podstack/comfyui/pod-a1/extra_model_paths.yaml",
                 "--disable-auto-launch",
                 "--use-sage-attention",
                 "--preview-method",

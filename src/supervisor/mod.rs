@@ -19,6 +19,7 @@ pub mod jupyter;
 pub mod launch;
 pub mod log_watch;
 pub mod logs;
+pub mod models;
 pub mod outputs;
 pub mod probe;
 pub mod process;
@@ -173,6 +174,14 @@ async fn serve(
         }
     };
     let orchestrator = tokio::spawn(orchestrator.run());
+    let models = match models::Models::new(&settings) {
+        Ok(models) => models,
+        Err(err) => {
+            tracing::error!("cannot set up the HTTP client for model downloads: {err}");
+            return Outcome::Failed;
+        }
+    };
+    models.refresh(settings.stack.runtime.models.fetch_at_start);
     let app = api::router(AppState {
         control: control.clone(),
         logs,
@@ -180,6 +189,7 @@ async fn serve(
         ui_dir: Arc::new(settings.ui_dir.clone()),
         outputs_dir: Arc::new(settings.volume.join("output")),
         sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
+        models,
     });
     let (close, closing) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(

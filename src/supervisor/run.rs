@@ -26,6 +26,7 @@ use super::jupyter::{self, JupyterPlan};
 use super::launch::{ComfyUiLaunch, LaunchPlan};
 use super::log_watch::{KnownFailure, LogEvent, LogWatch};
 use super::logs::{pump_lines, LogBook};
+use super::models;
 use super::probe::{self, Relief};
 use super::process::{ProcessGroup, Reaper, Spawned};
 use super::settings::Settings;
@@ -693,6 +694,12 @@ impl Pod {
     fn comfyui_command(&self, user: &UserName) -> Result<Command, (String, String)> {
         let settings = &self.settings;
         let listen = settings.listen.to_string();
+        let extra_model_paths = models::extra_paths::write(settings).map_err(|err| {
+            (
+                format!("the shared models folder could not be prepared: {err}"),
+                "check that the volume is mounted and writable".to_owned(),
+            )
+        })?;
         let plan = LaunchPlan {
             python: &settings.python,
             comfyui_dir: &settings.comfyui_dir,
@@ -708,6 +715,7 @@ impl Pod {
                 .torch
                 .as_ref()
                 .map(|torch| torch.version.as_str()),
+            extra_model_paths: &extra_model_paths,
             extra_args: &settings.stack.runtime.comfyui_args,
         };
         let refused = |err: &dyn fmt::Display| {
@@ -716,6 +724,7 @@ impl Pod {
                 "check the volume and runtime.comfyui_args".to_owned(),
             )
         };
+
         let launch = ComfyUiLaunch::new(&plan).map_err(|err| refused(&err))?;
         launch.create_folders().map_err(|err| refused(&err))?;
         let mut command = Command::new(&launch.program);

@@ -203,6 +203,11 @@ impl Settings {
     pub fn podstack_dir(&self) -> PathBuf {
         self.volume.join(".podstack")
     }
+
+    /// `<volume>/models`, the models every pod on the volume shares.
+    pub fn models_dir(&self) -> PathBuf {
+        self.volume.join("models")
+    }
 }
 
 fn read_stack(path: &Path) -> Result<ResolvedStack, Problem> {

@@ -1,10 +1,13 @@
 //! Integration tests: one test binary that runs the real `podstack` binary.
 
+mod file_server;
 mod support;
 
 mod api;
 mod build;
+mod lock;
 mod malformed;
+mod models;
 mod panel;
 mod supervise;
 mod verify;

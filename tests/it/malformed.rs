@@ -84,7 +84,7 @@ const CASES: &[(&str, &str, &str)] = &[
     (
         "short-commit",
         "20:10: error: `a125cd8` is not a full commit hash",
-        "write all 40 hex digits; branches and tags move (L5): `git ls-remote <repo> <branch>` gives the commit",
+        "write all 40 hex digits, or name the branch or tag as `ref` and let `podstack lock` pin it (L5)",
     ),
     (
         "latest-tag",

@@ -43,6 +43,11 @@ impl Podstack {
         self
     }
 
+    pub fn env(mut self, name: &str, value: impl AsRef<OsStr>) -> Self {
+        self.command.env(name, value);
+        self
+    }
+
     pub fn run(mut self) -> Run {
         let Output {
             status,

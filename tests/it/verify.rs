@@ -39,15 +39,16 @@ impl Image {
             runtime.join("ui/index.html"),
         )
         .expect("ui");
-        let info = dir
-            .path()
-            .join("venv/lib/python3.11/site-packages/pip-23.0.1.dist-info");
-        std::fs::create_dir_all(&info).expect("dist-info");
-        std::fs::write(
-            info.join("METADATA"),
-            "Metadata-Version: 2.1\nName: pip\nVersion: 23.0.1\n\n",
-        )
-        .expect("METADATA");
+        // A venv with exactly the pinned distributions.
+        let site = dir.path().join("venv/lib/python3.11/site-packages");
+        for pin in stack["packages"].as_array().expect("pinned packages") {
+            let name = pin["name"].as_str().expect("name");
+            let version = pin["version"].as_str().expect("version");
+            let info = site.join(format!("{name}-{version}.dist-info"));
+            std::fs::create_dir_all(&info).expect("dist-info");
+            let metadata = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n");
+            std::fs::write(info.join("METADATA"), metadata).expect("METADATA");
+        }
         let binary = dir.path().join("podstack-binary");
         std::fs::copy(env!("CARGO_BIN_EXE_podstack"), &binary).expect("binary");
         let image = Self { dir };
