@@ -87,17 +87,6 @@ impl HttpError {
             }
         }
     }
-
-    /// Whether trying again may help.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Unreachable { .. } | Self::Body { .. } => true,
-            Self::Status { status, .. } => {
-                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
-            }
-            Self::BadUrl { .. } => false,
-        }
-    }
 }
 
 /// The host of a URL, for messages; the URL itself when it has none.
@@ -148,7 +137,8 @@ impl Http {
         })
     }
 
-    pub fn with_retry(mut self, retry: Retry) -> Self {
+    #[cfg(test)]
+    fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self
     }

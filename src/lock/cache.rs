@@ -49,14 +49,11 @@ impl Cache {
     }
 
     /// A cache in `dir`.
-    pub fn at(dir: &Path) -> Self {
+    #[cfg(test)]
+    fn at(dir: &Path) -> Self {
         Self {
             dir: Some(dir.to_owned()),
         }
-    }
-
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_deref()
     }
 
     fn path(&self, kind: Kind, key: &str) -> Option<PathBuf> {

@@ -507,19 +507,33 @@ impl Resolver<'_> {
         reasons: &[String],
         sdist: bool,
     ) -> ResolveError {
-        let has_sdist = files.iter().any(|file| is_sdist(&file.filename));
-        let hint = if has_sdist && !sdist {
-            format!("only a source distribution fits: allow building it with `sdist = [\"{name}\"]` under [python], or pin a version with a wheel for CPython {}", self.target.python)
+        let python = self.target.python;
+        let sdist_fits = files.iter().any(|file| {
+            is_sdist(&file.filename) && self.target.allows_python(file.requires_python.as_deref())
+        });
+        let hint = if sdist_fits && !sdist {
+            format!("only a source distribution fits: allow building it with `sdist = [\"{name}\"]` under [python], or pin a version with a wheel for CPython {python}")
+        } else if files
+            .iter()
+            .any(|file| !self.target.allows_python(file.requires_python.as_deref()))
+        {
+            format!("{name} {version} does not support CPython {python}: pin a version of {name} that does")
         } else if files.iter().any(|file| file.filename.contains("-abi3-")) {
             "an abi3 wheel exists but does not fit the platform; `podstack wheel-compat FILE --python X.Y` explains a file".to_owned()
         } else {
             format!(
-                "pin a version of {name} with a wheel for CPython {} on {} Linux; `podstack wheel-compat FILE --python {}` explains a file",
-                self.target.python, self.target.arch, self.target.python
+                "pin a version of {name} with a wheel for CPython {python} on {} Linux; `podstack wheel-compat FILE --python {python}` explains a file",
+                self.target.arch
             )
         };
-        let shown: Vec<&str> = reasons.iter().take(6).map(String::as_str).collect();
-        let more = reasons.len().saturating_sub(shown.len());
+        let mut distinct: Vec<&str> = Vec::new();
+        for reason in reasons {
+            if !distinct.contains(&reason.as_str()) {
+                distinct.push(reason);
+            }
+        }
+        let shown = &distinct[..distinct.len().min(4)];
+        let more = distinct.len() - shown.len();
         ResolveError {
             package: name.to_owned(),
             message: format!(

@@ -99,7 +99,7 @@ impl Target {
     ) -> FileFit {
         if !self.allows_python(requires_python) {
             return FileFit::No(format!(
-                "{filename} requires Python {}, the image has {}",
+                "it requires Python {}, the image has {}",
                 requires_python.unwrap_or_default(),
                 self.python
             ));
@@ -183,7 +183,7 @@ mod tests {
         ));
         assert!(matches!(
             target.fit("x-1-py3-none-any.whl", Some(">=3.12"), false),
-            FileFit::No(why) if why.contains("requires Python >=3.12")
+            FileFit::No(why) if why == "it requires Python >=3.12, the image has 3.11"
         ));
         assert_eq!(target.fit("x-1.tar.gz", None, true), FileFit::Sdist);
         assert!(matches!(

@@ -94,6 +94,19 @@ impl FileServer {
     }
 }
 
+/// `bytes=N-`, `bytes=-N` (the last N) or `bytes=A-B` of a body of `len` bytes, as a
+/// half-open span; `None` when it does not fit (the whole body is sent).
+fn byte_range(range: &str, len: usize) -> Option<(usize, usize)> {
+    let (first, last) = range.strip_prefix("bytes=")?.split_once('-')?;
+    let (start, end) = match (first.parse::<usize>().ok(), last.parse::<usize>().ok()) {
+        (Some(start), None) => (start, len),
+        (None, Some(suffix)) => (len.saturating_sub(suffix), len),
+        (Some(start), Some(last)) => (start, (last + 1).min(len)),
+        (None, None) => return None,
+    };
+    (start < end).then_some((start, end))
+}
+
 fn serve(stream: TcpStream, state: &Mutex<State>) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut request_line = String::new();
@@ -142,22 +155,20 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             (302, 0)
         }
         Some((body, behaviour)) => {
-            let start = range
+            let span = range
                 .as_deref()
-                .and_then(|range| range.strip_prefix("bytes="))
-                .and_then(|range| range.strip_suffix('-'))
-                .and_then(|start| start.parse::<usize>().ok())
-                .filter(|start| *start < body.len());
-            let (status, head, from) = match start {
-                Some(start) => (
+                .and_then(|range| byte_range(range, body.len()));
+            let (status, head, from, to) = match span {
+                Some((start, end)) => (
                     206,
                     format!(
                         "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len() - 1,
+                        end - 1,
                         body.len(),
-                        body.len() - start
+                        end - start
                     ),
                     start,
+                    end,
                 ),
                 None => (
                     200,
@@ -166,13 +177,14 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
                         body.len()
                     ),
                     0,
+                    body.len(),
                 ),
             };
             let _ = stream.write_all(head.as_bytes());
             let rest = if method == "HEAD" {
                 &body[..0]
             } else {
-                &body[from..]
+                &body[from..to]
             };
             let sent = match behaviour {
                 Behaviour::Drop { after, times } if times > 0 => {

@@ -418,3 +418,198 @@ fn a_host_that_does_not_answer_leaves_its_input_unresolved_and_strict_refuses_it
         strict.stderr
     );
 }
+
+/// A wheel: a zip with a module and `<dist_info>/METADATA` (made by Python's zipfile).
+fn wheel_zip(dist_info: &str, metadata: &str) -> Vec<u8> {
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import io, sys, zipfile\n\
+             buffer = io.BytesIO()\n\
+             with zipfile.ZipFile(buffer, 'w', zipfile.ZIP_DEFLATED) as wheel:\n\
+             \x20   wheel.writestr('filelock/__init__.py', 'x = 1\\n' * 5000)\n\
+             \x20   wheel.writestr(sys.argv[1] + '/METADATA', sys.argv[2])\n\
+             sys.stdout.buffer.write(buffer.getvalue())\n",
+        )
+        .args([dist_info, metadata])
+        .output()
+        .expect("python3 makes a zip");
+    assert!(output.status.success(), "{output:?}");
+    output.stdout
+}
+
+/// A PyTorch-style simple index (PEP 503) on the local server: torch's link carries no hash,
+/// so the lock downloads the file to hash it; its requirements come from PEP 658 metadata.
+#[test]
+fn locks_torch_and_what_it_needs_from_its_cuda_index() {
+    let server = FileServer::start();
+    let torch = payload(200_000, 7);
+    let vision = payload(20_000, 8);
+    let audio = payload(10_000, 9);
+    let filelock = wheel_zip(
+        "filelock-3.20.0.dist-info",
+        "Metadata-Version: 2.1\nName: filelock\nVersion: 3.20.0\nRequires-Dist: zipdep\n\nthe description\n",
+    );
+    let zipdep = payload(3_000, 11);
+    let wheel = |name: &str, version: &str| {
+        format!("{name}-{version}-cp311-cp311-manylinux_2_28_x86_64.whl")
+    };
+    let page = |links: &[(String, Option<String>)]| {
+        let mut html = String::from("<!DOCTYPE html><html><body>\n");
+        for (file, sha) in links {
+            let href = format!("/files/{}", file.replace('+', "%2B"));
+            let fragment = sha
+                .as_ref()
+                .map(|sha| format!("#sha256={sha}"))
+                .unwrap_or_default();
+            // filelock's metadata is not served: it is read out of the wheel itself.
+            let metadata = if file.starts_with("filelock") {
+                ""
+            } else {
+                " data-dist-info-metadata=\"true\""
+            };
+            html.push_str(&format!(
+                "<a href=\"{href}{fragment}\" data-requires-python=\"&gt;=3.9\"{metadata}>{file}</a><br/>\n"
+            ));
+        }
+        html.push_str("</body></html>\n");
+        html.into_bytes()
+    };
+    let torch_file = wheel("torch", "2.8.0+cu129");
+    let vision_file = wheel("torchvision", "0.23.0+cu129");
+    let audio_file = wheel("torchaudio", "2.8.0+cu129");
+    let filelock_file = "filelock-3.20.0-py3-none-any.whl".to_owned();
+    let zipdep_file = "zipdep-1.0-py3-none-any.whl".to_owned();
+    // (project, file, body, sha256 in the link, Requires-Dist lines of its metadata)
+    type Listing<'a> = (&'a str, &'a String, &'a Vec<u8>, Option<String>, &'a str);
+    let routes: [Listing<'_>; 5] = [
+        (
+            "torch",
+            &torch_file,
+            &torch,
+            None,
+            "Requires-Dist: filelock\nRequires-Dist: pywin32; sys_platform == \"win32\"\n",
+        ),
+        (
+            "torchvision",
+            &vision_file,
+            &vision,
+            Some(sha256(&vision)),
+            "Requires-Dist: torch==2.8.0\n",
+        ),
+        (
+            "torchaudio",
+            &audio_file,
+            &audio,
+            Some(sha256(&audio)),
+            "Requires-Dist: torch==2.8.0\n",
+        ),
+        (
+            "filelock",
+            &filelock_file,
+            &filelock,
+            Some(sha256(&filelock)),
+            "",
+        ),
+        ("zipdep", &zipdep_file, &zipdep, Some(sha256(&zipdep)), ""),
+    ];
+    for (project, file, body, sha, requires) in routes {
+        server
+            .route(
+                &format!("/whl/cu129/{project}/"),
+                page(&[(file.clone(), sha)]),
+                Behaviour::Serve,
+            )
+            .route(
+                &format!("/files/{}", file.replace('+', "%2B")),
+                body.clone(),
+                Behaviour::Serve,
+            );
+        if project != "filelock" {
+            server.route(
+                &format!("/files/{}.metadata", file.replace('+', "%2B")),
+                format!("Metadata-Version: 2.1\nName: {project}\nVersion: 1\n{requires}\nthe description\n").into_bytes(),
+                Behaviour::Serve,
+            );
+        }
+    }
+    let project = Project::new("", "");
+    let manifest = std::fs::read_to_string(project.path().join("stacks/t.toml"))
+        .expect("manifest")
+        .replace(
+            "debian:bookworm",
+            "nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04",
+        )
+        .replace(
+            "[comfyui]",
+            "[torch]\nversion = \"2.8.0\"\ncuda = \"12.9\"\ntorchvision = \"0.23.0\"\ntorchaudio = \"2.8.0\"\n\n[comfyui]",
+        );
+    std::fs::write(project.path().join("stacks/t.toml"), manifest).expect("write");
+    let run = project
+        .podstack(["lock", "t"])
+        .env("PODSTACK_PYTORCH_INDEX_URL", server.url("/whl"))
+        .run()
+        .expect_code(0);
+    assert!(
+        run.stderr.contains(&format!(
+            "locked 5 Python packages (5 in the torch layer), 5 files, from {}",
+            server.url("/whl/cu129")
+        )),
+        "{}",
+        run.stderr
+    );
+    let lock = std::fs::read_to_string(project.lock_file()).expect("lock");
+    assert!(
+        lock.contains(&format!(
+            "name = \"torch\"\nversion = \"2.8.0+cu129\"\nlayer = \"torch\"\nfiles = [\n    {{ file = \"{torch_file}\", sha256 = \"{}\", size = 200000 }},\n]",
+            sha256(&torch)
+        )),
+        "torch hashed from its download:\n{lock}"
+    );
+    assert!(
+        lock.contains(&format!("sha256 = \"{}\"", sha256(&filelock))),
+        "{lock}"
+    );
+    assert!(
+        lock.contains("name = \"zipdep\""),
+        "filelock's requirement, read out of its wheel over ranges:\n{lock}"
+    );
+    let filelock_ranges: Vec<Option<String>> = server
+        .seen()
+        .into_iter()
+        .filter(|seen| seen.path == format!("/files/{filelock_file}"))
+        .map(|seen| seen.range)
+        .collect();
+    assert!(
+        filelock_ranges.iter().all(Option::is_some) && !filelock_ranges.is_empty(),
+        "{filelock_ranges:?}"
+    );
+    assert!(
+        !lock.contains("pywin32"),
+        "markers are evaluated for the image: {lock}"
+    );
+    let out = tempfile::tempdir().expect("temp dir");
+    project
+        .podstack([
+            "build",
+            "t",
+            "--strict",
+            "--out",
+            &out.path().display().to_string(),
+        ])
+        .run()
+        .expect_code(0);
+    let dockerfile = std::fs::read_to_string(out.path().join("t/Dockerfile")).expect("written");
+    assert!(
+        dockerfile.contains("pip install --index-url https://download.pytorch.org/whl/cu129 --require-hashes -r /opt/podstack/torch.lock.txt"),
+        "{dockerfile}"
+    );
+    let torch_lock = std::fs::read_to_string(out.path().join("t/torch.lock.txt")).expect("written");
+    assert!(
+        torch_lock.contains(&format!(
+            "torch==2.8.0+cu129 \\\n    --hash=sha256:{}\n",
+            sha256(&torch)
+        )),
+        "{torch_lock}"
+    );
+}

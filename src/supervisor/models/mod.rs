@@ -213,6 +213,10 @@ impl Models {
                 continue;
             }
             started += 1;
+            if download {
+                // Answered at once by POST /api/models/fetch: the model is on its way.
+                entry.set(ModelState::Queued);
+            }
             let shared = Arc::clone(&self.shared);
             tokio::spawn(async move {
                 fetch::ensure(&shared, index, download).await;
