@@ -750,6 +750,12 @@ impl Syncer {
             if let Some(watch) = &mut self.watch {
                 watch.watch(&local);
             }
+            // The folder as a whole is news: files younger than min_age at the first pass get
+            // a pass of their own, as if their events had been seen.
+            let mut pending = Pending::default();
+            if held {
+                pending.notice(local.clone(), Instant::now());
+            }
             self.folders.insert(
                 folder.clone(),
                 Folder {
@@ -759,7 +765,7 @@ impl Syncer {
                     claim,
                     due: held.then(Instant::now),
                     running: None,
-                    pending: Pending::default(),
+                    pending,
                     failures: 0,
                     refused: false,
                     last_success_ms: None,
@@ -820,7 +826,9 @@ impl Syncer {
                     tracing::info!(
                         "sync: took over the lease of {folder} (its holder stopped renewing it)"
                     );
-                    state.due = Some(Instant::now());
+                    let now = Instant::now();
+                    state.pending.notice(state.local.clone(), now);
+                    state.due = Some(now);
                 }
                 _ => {}
             }
@@ -846,9 +854,12 @@ impl Syncer {
             Change::At(path) => path,
             Change::Unknown => {
                 for state in self.folders.values_mut() {
-                    if state.claim == Claim::Mine && state.running.is_none() {
-                        let soon = now + DEBOUNCE;
-                        state.due = Some(state.due.map_or(soon, |due| due.min(soon)));
+                    if state.claim == Claim::Mine {
+                        state.pending.notice(state.local.clone(), now);
+                        if state.running.is_none() {
+                            let soon = now + DEBOUNCE;
+                            state.due = Some(state.due.map_or(soon, |due| due.min(soon)));
+                        }
                     }
                 }
                 return;

@@ -6,3 +6,4 @@ mod api;
 mod build;
 mod malformed;
 mod supervise;
+mod sync;
