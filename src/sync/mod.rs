@@ -10,6 +10,7 @@
 pub mod dedupe;
 pub mod drive;
 pub mod error;
+pub mod folder;
 pub mod guard;
 pub mod layout;
 pub mod lease;

@@ -18,22 +18,19 @@ use tokio::time::Instant;
 use super::dedupe;
 use super::drive::{self, DrivePlan};
 use super::error::SetupError;
+use super::folder::{FolderSync, Running};
 use super::layout::{excluded, UserFolder};
 use super::lease::{Claim, Leases};
 use super::once;
-use super::pass::{self, PassFigures, PassOutcome, PassPlan};
+use super::pass::{self, PassOutcome, PassPlan};
 use super::rc::{RcClient, Stats};
 use super::rcd::{self, RcLogin, READY_LINE};
 use super::redact::Redactor;
 use super::remote::RemoteConfig;
-use super::report::{
-    DedupeNote, FinalFolder, FinalSync, FolderError, FolderReport, FolderState, SharedDriveNote,
-    SyncReport, Totals,
-};
-use super::schedule::{Pending, Timing, DEBOUNCE};
+use super::report::{DedupeNote, FinalFolder, FinalSync, FolderError, SharedDriveNote, SyncReport};
+use super::schedule::{Timing, DEBOUNCE};
 use super::trigger::{Change, FolderWatch};
-use super::trouble;
-use crate::manifest::{Sync, SyncMode};
+use crate::manifest::Sync;
 use crate::supervisor::exit_reason::{ExitReason, Termination};
 use crate::supervisor::logs::{utc_timestamp, LogBook};
 use crate::supervisor::process::{ProcessGroup, Reaper, Spawned};
@@ -184,42 +181,6 @@ struct Rcd {
     _probe: Option<AbortOnDrop>,
 }
 
-/// A pass in flight.
-#[derive(Debug)]
-struct Running {
-    run: u64,
-    started: Instant,
-    final_pass: bool,
-    stats: Stats,
-    _task: AbortOnDrop,
-}
-
-/// One user folder this pod has served.
-#[derive(Debug)]
-struct Folder {
-    mode: SyncMode,
-    local: PathBuf,
-    /// `remote:root/<folder>/<user>`.
-    remote: String,
-    claim: Claim,
-    due: Option<Instant>,
-    running: Option<Running>,
-    pending: Pending,
-    /// Failed passes in a row.
-    failures: u32,
-    refused: bool,
-    last_success_ms: Option<u64>,
-    last_pass: Option<PassFigures>,
-    total: Totals,
-    last_error: Option<FolderError>,
-    duplicates: bool,
-    deduping: bool,
-    last_dedupe: Option<Instant>,
-    dedupe: Option<DedupeNote>,
-    /// How its final pass ended, once shutdown began.
-    final_outcome: Option<String>,
-}
-
 /// The shutdown in progress.
 #[derive(Debug)]
 struct Finishing {
@@ -248,7 +209,7 @@ struct Syncer {
     generation: u64,
     runs: u64,
     served: BTreeSet<UserName>,
-    folders: BTreeMap<UserFolder, Folder>,
+    folders: BTreeMap<UserFolder, FolderSync>,
     leases: Leases,
     watch: Option<FolderWatch>,
     timing: Timing,
@@ -738,7 +699,6 @@ impl Syncer {
             };
             let local = folder.local(&self.volume);
             let claim = self.claim(&folder);
-            let held = claim == Claim::Mine;
             match &claim {
                 Claim::Mine => self.log(&format!("{folder}: this pod syncs it")),
                 Claim::HeldBy { pod, .. } => {
@@ -750,34 +710,10 @@ impl Syncer {
             if let Some(watch) = &mut self.watch {
                 watch.watch(&local);
             }
-            // The folder as a whole is news: files younger than min_age at the first pass get
-            // a pass of their own, as if their events had been seen.
-            let mut pending = Pending::default();
-            if held {
-                pending.notice(local.clone(), Instant::now());
-            }
+            let remote = format!("{remote_name}:{}", folder.remote(&self.sync.root));
             self.folders.insert(
-                folder.clone(),
-                Folder {
-                    mode: entry.mode,
-                    remote: format!("{remote_name}:{}", folder.remote(&self.sync.root)),
-                    local,
-                    claim,
-                    due: held.then(Instant::now),
-                    running: None,
-                    pending,
-                    failures: 0,
-                    refused: false,
-                    last_success_ms: None,
-                    last_pass: None,
-                    total: Totals::default(),
-                    last_error: None,
-                    duplicates: false,
-                    deduping: false,
-                    last_dedupe: None,
-                    dedupe: None,
-                    final_outcome: None,
-                },
+                folder,
+                FolderSync::new(entry.mode, local, remote, claim, Instant::now()),
             );
         }
     }
@@ -798,10 +734,7 @@ impl Syncer {
         let now = now_ms();
         let keys: Vec<UserFolder> = self.folders.keys().cloned().collect();
         for folder in keys {
-            let held = self
-                .folders
-                .get(&folder)
-                .is_some_and(|s| s.claim == Claim::Mine);
+            let held = self.folders.get(&folder).is_some_and(FolderSync::held);
             let claim = if held {
                 self.leases.renew(&folder, now)
             } else {
@@ -817,22 +750,16 @@ impl Syncer {
             let Some(state) = self.folders.get_mut(&folder) else {
                 continue;
             };
-            match (&state.claim, &claim) {
-                (Claim::Mine, Claim::HeldBy { pod, .. }) => {
-                    tracing::warn!("sync: the pod {pod} took over the lease of {folder}; this pod stops syncing it");
-                    state.due = None;
-                }
-                (Claim::HeldBy { .. }, Claim::Mine) => {
-                    tracing::info!(
-                        "sync: took over the lease of {folder} (its holder stopped renewing it)"
-                    );
-                    let now = Instant::now();
-                    state.pending.notice(state.local.clone(), now);
-                    state.due = Some(now);
-                }
+            match (held, &claim) {
+                (true, Claim::HeldBy { pod, .. }) => tracing::warn!(
+                    "sync: the pod {pod} took over the lease of {folder}; this pod stops syncing it"
+                ),
+                (false, Claim::Mine) => tracing::info!(
+                    "sync: took over the lease of {folder} (its holder stopped renewing it)"
+                ),
                 _ => {}
             }
-            state.claim = claim;
+            state.set_claim(claim, Instant::now());
             if let Some(watch) = &mut self.watch {
                 watch.watch(&state.local);
             }
@@ -842,9 +769,7 @@ impl Syncer {
     fn full_pass(&mut self) {
         let now = Instant::now();
         for state in self.folders.values_mut() {
-            if state.claim == Claim::Mine && state.running.is_none() {
-                state.due = Some(state.due.map_or(now, |due| due.min(now)));
-            }
+            state.expedite(now);
         }
     }
 
@@ -854,18 +779,13 @@ impl Syncer {
             Change::At(path) => path,
             Change::Unknown => {
                 for state in self.folders.values_mut() {
-                    if state.claim == Claim::Mine {
-                        state.pending.notice(state.local.clone(), now);
-                        if state.running.is_none() {
-                            let soon = now + DEBOUNCE;
-                            state.due = Some(state.due.map_or(soon, |due| due.min(soon)));
-                        }
-                    }
+                    let local = state.local.clone();
+                    state.notice(&local, now, self.timing);
+                    state.expedite(now + DEBOUNCE);
                 }
                 return;
             }
         };
-        let timing = self.timing;
         let Some(state) = self
             .folders
             .values_mut()
@@ -879,13 +799,8 @@ impl Syncer {
             }
         }
         let relative = path.strip_prefix(&state.local).unwrap_or(&path);
-        if excluded(relative) || state.claim != Claim::Mine {
-            return;
-        }
-        state.pending.notice(path.clone(), now);
-        if state.running.is_none() {
-            let at = timing.after_change(now);
-            state.due = Some(state.due.map_or(at, |due| due.min(at)));
+        if !excluded(relative) {
+            state.notice(&path, now, self.timing);
         }
     }
 
@@ -895,7 +810,7 @@ impl Syncer {
         }
         self.folders
             .values()
-            .filter(|state| state.running.is_none() && state.claim == Claim::Mine)
+            .filter(|state| state.running.is_none() && state.held())
             .filter_map(|state| state.due)
             .min()
     }
@@ -920,7 +835,7 @@ impl Syncer {
             .folders
             .iter()
             .filter(|(_, state)| {
-                state.claim == Claim::Mine
+                state.held()
                     && state.running.is_none()
                     && state.due.is_some_and(|due| due <= now)
                     && !(finishing && state.final_outcome.is_some())
@@ -1005,96 +920,30 @@ impl Syncer {
     }
 
     fn on_pass_done(&mut self, folder: &UserFolder, run: u64, outcome: PassOutcome) {
-        let timing = self.timing;
+        let finishing = self.finishing.is_some();
         let Some(state) = self.folders.get_mut(folder) else {
             return;
         };
         let Some(running) = state.running.take_if(|running| running.run == run) else {
             return;
         };
-        let now = Instant::now();
-        let said = match &outcome {
-            PassOutcome::Synced(figures) => {
-                state.failures = 0;
-                state.refused = false;
-                state.last_success_ms = Some(now_ms());
-                state.last_pass = Some(*figures);
-                state.total.passes += 1;
-                state.total.files += figures.files;
-                state.total.bytes += figures.bytes;
-                state.total.deleted += figures.deleted;
-                state
-                    .pending
-                    .covered(timing.covered_until(running.started, running.final_pass));
-                if figures.files > 0 || figures.deleted > 0 {
-                    let line = format!(
-                        "{folder}: {} file(s), {} uploaded, {} moved to the trash or deleted, in {:.1} s",
-                        figures.files,
-                        human_bytes(figures.bytes),
-                        figures.deleted,
-                        figures.seconds
-                    );
-                    self.logs.push(LOG, &line);
-                }
-                format!(
-                    "synced {} file(s), {}",
-                    figures.files,
-                    human_bytes(figures.bytes)
-                )
-            }
-            PassOutcome::NothingToSync => {
-                state.failures = 0;
-                state.refused = false;
-                state.last_success_ms = Some(now_ms());
-                state.total.passes += 1;
-                state
-                    .pending
-                    .covered(timing.covered_until(running.started, running.final_pass));
-                "nothing to sync".to_owned()
-            }
-            PassOutcome::Refused(why) => {
-                state.refused = true;
-                state.total.failures += 1;
-                tracing::warn!("sync: {why}");
-                state.last_error = Some(FolderError {
-                    at_ms: now_ms(),
-                    error: why.clone(),
-                    hint: super::guard::REFUSAL_HINT.to_owned(),
-                });
-                format!("refused: {why}")
-            }
-            PassOutcome::Failed(error) => {
-                let error = self.redactor.redact(error).into_owned();
-                state.failures += 1;
-                state.total.failures += 1;
-                let hint = trouble::hint(&error);
-                tracing::warn!("sync: {folder} failed: {error}");
-                state.last_error = Some(FolderError {
-                    at_ms: now_ms(),
-                    error: error.clone(),
-                    hint: hint.to_owned(),
-                });
-                state.due = Some(now + Timing::retry_after(state.failures));
-                format!("failed: {error}")
-            }
-            PassOutcome::Lost(_) => {
-                state.due = Some(now);
-                "interrupted: rclone went away".to_owned()
-            }
+        let error_shown = match &outcome {
+            PassOutcome::Failed(error) => self.redactor.redact(error).into_owned(),
+            _ => String::new(),
         };
-        // A final pass that failed or was cut short is tried again until the deadline.
-        let again = matches!(outcome, PassOutcome::Lost(_) | PassOutcome::Failed(_));
-        if running.final_pass && !again {
-            state.final_outcome = Some(said);
-        } else if !again && state.due.is_none() && !state.refused {
-            // Changes younger than the pass's cut-off get a pass of their own.
-            state.due = state
-                .pending
-                .newest()
-                .map(|at| timing.after_change(at).max(now));
+        let end = state.pass_done(
+            (running.started, running.final_pass),
+            &outcome,
+            &error_shown,
+            (Instant::now(), now_ms()),
+            self.timing,
+            finishing,
+        );
+        if let Some(moved) = end.moved {
+            self.logs.push(LOG, &format!("{folder}: {moved}"));
         }
-        if self.finishing.is_some() && state.final_outcome.is_none() && state.due.is_none() {
-            state.due = Some(now);
+        if let Some(warning) = end.warning {
+            tracing::warn!("sync: {folder}: {warning}");
         }
         if state.duplicates && !state.deduping {
             self.start_dedupe(folder);
@@ -1168,7 +1017,7 @@ impl Syncer {
             at_ms: now_ms(),
             outcome,
         });
-        if state.running.is_none() && state.claim == Claim::Mine {
+        if state.running.is_none() && state.held() {
             state.due = Some(Instant::now());
         }
     }
@@ -1180,7 +1029,7 @@ impl Syncer {
         let now = Instant::now();
         let mut count = 0;
         for state in self.folders.values_mut() {
-            if state.claim == Claim::Mine {
+            if state.held() {
                 count += 1;
                 if state.running.is_none() {
                     state.due = Some(now);
@@ -1298,7 +1147,7 @@ impl Syncer {
             complete,
         });
         for (folder, state) in &self.folders {
-            if state.claim == Claim::Mine {
+            if state.held() {
                 if let Err(err) = self.leases.release(folder) {
                     tracing::warn!("sync: cannot release the lease of {folder}: {err}");
                 }
@@ -1316,41 +1165,7 @@ impl Syncer {
         let folders = self
             .folders
             .iter()
-            .map(|(folder, state)| {
-                let state_now = match (&state.claim, &state.running) {
-                    (Claim::HeldBy { .. }, _) => FolderState::HeldElsewhere,
-                    (_, Some(_)) => FolderState::Syncing,
-                    _ if state.refused => FolderState::Refused,
-                    _ if state.failures > 0 => FolderState::Failing,
-                    _ if state.pending.count() > 0 || state.due.is_some() => FolderState::Pending,
-                    _ => FolderState::Idle,
-                };
-                let stats = state.running.as_ref().map(|running| running.stats);
-                let remaining = stats.map_or(0, |s| s.total_transfers.saturating_sub(s.transfers));
-                FolderReport {
-                    user: folder.user.to_string(),
-                    folder: folder.kind,
-                    mode: state.mode,
-                    local: state.local.display().to_string(),
-                    remote: state.remote.clone(),
-                    state: state_now,
-                    held_by: match &state.claim {
-                        Claim::HeldBy { pod, .. } => Some(pod.clone()),
-                        Claim::Mine => None,
-                    },
-                    last_success_ms: state.last_success_ms,
-                    last_pass: state.last_pass,
-                    total: state.total,
-                    pending: (state.pending.count() as u64).max(remaining),
-                    lag_s: state
-                        .pending
-                        .oldest()
-                        .map_or(0.0, |at| now.saturating_duration_since(at).as_secs_f64()),
-                    speed_bps: stats.map_or(0.0, |s| s.speed),
-                    last_error: state.last_error.clone(),
-                    dedupe: state.dedupe.clone(),
-                }
-            })
+            .map(|(folder, state)| state.report(folder.user.as_str(), folder.kind, now))
             .collect();
         SyncReport {
             service: ServiceStatus {
@@ -1441,17 +1256,5 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
-    }
-}
-
-/// `12.3 MB`.
-fn human_bytes(bytes: u64) -> String {
-    #[allow(clippy::cast_precision_loss)] // a figure for people
-    let value = bytes as f64;
-    match bytes {
-        0..1_000 => format!("{bytes} B"),
-        1_000..1_000_000 => format!("{:.1} kB", value / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", value / 1e6),
-        _ => format!("{:.2} GB", value / 1e9),
     }
 }

@@ -674,17 +674,68 @@ fn sigterm_runs_the_final_sync_before_the_supervisor_exits() {
     assert!(output.contains("rclone stopped"), "{output}");
 }
 
-/// A pod whose Google Drive remote is discovered through the fake rclone.
-fn drive_pod(drives: &str) -> SyncPod {
-    let path = format!(
+/// PATH with the fake rclone first.
+fn fake_rclone_path() -> String {
+    format!(
         "{}:{}",
         repo().join("tests/fixtures/rclone").display(),
         std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn duplicates_reported_by_rclone_get_one_dedupe_of_that_folder() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let calls = remote.path().join("dedupe-calls");
+    let pod = SyncPod::start(
+        local_remote(&remote.path().join("remote"))
+            .env("PATH", &fake_rclone_path())
+            .env("FAKE_RCLONE_DUPLICATE", "twice.png")
+            .env("FAKE_RCLONE_CALLS", &calls.display().to_string()),
     );
+    write(
+        &pod.volume.join("output/alice/twice.png"),
+        b"uploaded twice",
+    );
+    write(&pod.volume.join("output/bob/once.png"), b"uploaded once");
+    pod.serve("bob");
+    pod.serve("alice");
+    let report = pod.wait_report("the dedupe to be reported", |report| {
+        folder(report, "alice", "output")["dedupe"].is_object()
+    });
+    let alice = folder(&report, "alice", "output");
+    assert_eq!(
+        alice["dedupe"]["outcome"], "kept the newest copy of each duplicate",
+        "{alice:#}"
+    );
+    // The folder syncs again after the dedupe, and finds nothing to dedupe.
+    let passes = alice["total"]["passes"].as_u64().unwrap_or_default();
+    pod.wait_report("a pass after the dedupe", |report| {
+        folder(report, "alice", "output")["total"]["passes"].as_u64() > Some(passes)
+    });
+    let called = std::fs::read_to_string(&calls).expect("dedupe was called");
+    assert_eq!(
+        called,
+        "dedupe --dedupe-mode newest --config  vault:ComfyUI/output/alice\n"
+    );
+    assert!(
+        folder(&pod.report(), "bob", "output")["dedupe"].is_null(),
+        "only the folder with duplicates"
+    );
+    assert!(
+        pod.output()
+            .contains("rclone reported duplicates in vault:ComfyUI/output/alice"),
+        "{}",
+        pod.output()
+    );
+}
+
+/// A pod whose Google Drive remote is discovered through the fake rclone.
+fn drive_pod(drives: &str) -> SyncPod {
     SyncPod::start(
         pod()
             .set("/sync", sync_section("gdrive", "drive", json!({})))
-            .env("PATH", &path)
+            .env("PATH", &fake_rclone_path())
             .env("FAKE_RCLONE_DRIVES", drives)
             .env(
                 "RUNPOD_SECRET_RCLONE_SERVICE_ACCOUNT_CREDENTIALS",
@@ -696,7 +747,7 @@ fn drive_pod(drives: &str) -> SyncPod {
 const SERVICE_ACCOUNT: &str = r#"{"type": "service_account", "client_email": "sync@studio.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC-not-a-real-key\n-----END PRIVATE KEY-----\n"}"#;
 
 #[test]
-fn drive_uses_the_only_shared_drive_and_refuses_none_or_several() {
+fn drive_uses_the_only_shared_drive_and_refuses_none_or_several_or_an_unreachable_google() {
     let one = drive_pod("one");
     let report = one.wait_report("rclone to be ready", |report| {
         report["service"]["state"] == "ready"
@@ -725,6 +776,11 @@ fn drive_uses_the_only_shared_drive_and_refuses_none_or_several() {
             "none",
             "the service account sees no Shared Drive, and service accounts have no storage quota of their own: every upload would fail with storageQuotaExceeded (L21)",
             "create a Shared Drive",
+        ),
+        (
+            "fail",
+            "`rclone backend drives` could not list the Shared Drives: 2026/05/01 10:00:00 Failed to backend: command \"drives\" failed: listing drives: Get \"https://www.googleapis.com/drive/v3/drives\": dial tcp: lookup www.googleapis.com: no such host",
+            "podstack tries again in a minute",
         ),
     ] {
         let pod = drive_pod(drives);
