@@ -793,4 +793,49 @@ mod tests {
         assert_eq!(pin("einops"), None);
         assert_eq!(pin("einops>=0.8,==0.8.1"), None);
     }
+
+    fn sync_problems(section: &str) -> Vec<String> {
+        let sync: Sync = toml::from_str(section).unwrap();
+        let mut check = Checker {
+            problems: Vec::new(),
+            strict: false,
+        };
+        check.sync(&sync);
+        check
+            .problems
+            .into_iter()
+            .map(|problem| format!("{}: {}", problem.key, problem.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_sync_remote_rclone_cannot_read_from_the_environment_is_refused() {
+        let problems = sync_problems(
+            "remote = \"my-drive\"\nbackend = \"Drive\"\nroot = \"out\"\nfolders = [{ path = \"output\", mode = \"mirror\" }]\nheartbeat = \"0s\"\n",
+        );
+        assert_eq!(
+            problems,
+            [
+                "sync.remote: `my-drive` is not an rclone remote name podstack can configure",
+                "sync.backend: `Drive` is not an rclone backend type",
+                "sync.heartbeat: a lease renewed every 0s would never be renewed",
+            ]
+        );
+    }
+
+    #[test]
+    fn sync_options_carry_no_secret_and_nothing_with_a_key_of_its_own() {
+        let problems = sync_problems(
+            "remote = \"dav\"\nbackend = \"webdav\"\nroot = \"out\"\nteam_drive = \"0A\"\nfolders = [{ path = \"output\", mode = \"mirror\" }]\noptions = { url = \"https://dav.example\", client_secret = \"x\", type = \"s3\", \"Bad Name\" = \"y\" }\n",
+        );
+        assert_eq!(
+            problems,
+            [
+                "sync.team_drive: team_drive is a Google Drive option, and the backend is `webdav`",
+                "sync.options.Bad Name: `Bad Name` is not an rclone option name",
+                "sync.options.client_secret: `client_secret` is a secret and does not belong in the manifest",
+                "sync.options.type: the backend type has its own key",
+            ]
+        );
+    }
 }

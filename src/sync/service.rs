@@ -53,6 +53,8 @@ const LISTING_DEADLINE: Duration = Duration::from_secs(60);
 const SETUP_RETRY: Duration = Duration::from_secs(60);
 /// How long one dedupe may take.
 const DEDUPE_DEADLINE: Duration = Duration::from_secs(600);
+/// How often served folders that do not exist yet are looked for, to watch them.
+const NEW_FOLDERS: Duration = Duration::from_secs(1);
 /// rclone's last log lines kept for a failure report.
 const TAIL_LINES: usize = 30;
 
@@ -290,6 +292,7 @@ impl Syncer {
             tokio::time::interval_at(start + self.sync.interval.0, self.sync.interval.0);
         let mut heartbeat =
             tokio::time::interval_at(start + self.sync.heartbeat.0, self.sync.heartbeat.0);
+        let mut new_folders = tokio::time::interval(NEW_FOLDERS);
         loop {
             let due = self.next_due();
             let deadline = self
@@ -304,6 +307,7 @@ impl Syncer {
                 () = sleep_until(deadline) => self.conclude_final_sync(),
                 _ = full_pass.tick() => self.full_pass(),
                 _ = heartbeat.tick() => self.heartbeat(),
+                _ = new_folders.tick() => self.watch_new_folders(),
             }
             self.start_due_passes();
             if self.finishing.is_some() && self.advance_finish() {
@@ -731,6 +735,10 @@ impl Syncer {
     /// Renews the leases this pod holds, claims those that became free or stale, and watches
     /// folders that appeared.
     fn heartbeat(&mut self) {
+        // A pod whose sync failed lets its leases go stale, so a pod that can sync takes over.
+        if matches!(self.machine.state(), ServiceState::Failed { .. }) {
+            return;
+        }
         let now = now_ms();
         let keys: Vec<UserFolder> = self.folders.keys().cloned().collect();
         for folder in keys {
@@ -760,8 +768,22 @@ impl Syncer {
                 _ => {}
             }
             state.set_claim(claim, Instant::now());
-            if let Some(watch) = &mut self.watch {
-                watch.watch(&state.local);
+        }
+    }
+
+    /// Watches the served folders that appeared since the last look (ComfyUI creates a
+    /// user's folders when it first starts for them, a workflow folder appears with the first
+    /// saved workflow). Files written before the watch began raised no event, so a folder
+    /// watched anew counts as changed.
+    fn watch_new_folders(&mut self) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        let now = Instant::now();
+        for state in self.folders.values_mut() {
+            if !watch.watching(&state.local) && watch.watch(&state.local) {
+                let local = state.local.clone();
+                state.notice(&local, now, self.timing);
             }
         }
     }
@@ -804,13 +826,29 @@ impl Syncer {
         }
     }
 
+    /// When the next pass may start: none while rclone is not ready, or while every slot for
+    /// passes is taken (a pass that ends is news of its own).
     fn next_due(&self) -> Option<Instant> {
         if !matches!(self.machine.state(), ServiceState::Ready { .. }) {
+            return None;
+        }
+        let finishing = match &self.finishing {
+            Some(finishing) if finishing.stopping => return None,
+            Some(_) => true,
+            None => false,
+        };
+        let running = self
+            .folders
+            .values()
+            .filter(|state| state.running.is_some())
+            .count();
+        if running >= PARALLEL_PASSES && !finishing {
             return None;
         }
         self.folders
             .values()
             .filter(|state| state.running.is_none() && state.held())
+            .filter(|state| !(finishing && state.final_outcome.is_some()))
             .filter_map(|state| state.due)
             .min()
     }
@@ -854,13 +892,15 @@ impl Syncer {
                         tracing::warn!(
                             "sync: {folder} is no longer this pod's to sync ({claim:?})"
                         );
-                        state.claim = claim;
-                        state.due = None;
+                        state.set_claim(claim, now);
                     }
                     continue;
                 }
                 Err(err) => {
                     tracing::warn!("sync: cannot renew the lease of {folder}: {err}");
+                    if let Some(state) = self.folders.get_mut(&folder) {
+                        state.due = Some(now + self.sync.heartbeat.0);
+                    }
                     continue;
                 }
             }

@@ -64,6 +64,11 @@ impl FolderWatch {
         true
     }
 
+    /// Whether `dir` is watched.
+    pub fn watching(&self, dir: &Path) -> bool {
+        self.watching.contains(dir)
+    }
+
     /// Forgets a watched folder that was deleted, so it is watched again once it is back.
     pub fn forget(&mut self, dir: &Path) {
         if self.watching.remove(dir) {

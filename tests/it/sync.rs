@@ -400,19 +400,27 @@ fn files_younger_than_min_age_wait_and_then_arrive_promptly() {
     pod.wait_report("the first pass", |report| {
         folder(report, "alice", "output")["last_success_ms"].is_u64()
     });
+    let workflows = pod.volume.join("users/alice/default/workflows");
+    assert!(!workflows.exists());
     let written = Instant::now();
     write(&pod.volume.join("output/alice/new.png"), b"fresh");
-    let arrived = remote.path().join("ComfyUI/output/alice/new.png");
-    eventually("the new file on the remote", || {
-        arrived.is_file().then_some(())
-    });
-    let took = written.elapsed();
-    assert!(took >= Duration::from_secs(3), "uploaded after {took:?}");
-    // The target is min_age + 5 s; a loaded test machine gets some slack.
-    assert!(
-        took < Duration::from_secs(3 + 15),
-        "uploaded after {took:?}"
-    );
+    // A folder that did not exist when the user was served is watched once it appears.
+    write(&workflows.join("saved.json"), b"{}");
+    for arrived in [
+        remote.path().join("ComfyUI/output/alice/new.png"),
+        remote.path().join("ComfyUI/workflows/alice/saved.json"),
+    ] {
+        eventually("the new file on the remote", || {
+            arrived.is_file().then_some(())
+        });
+        let took = written.elapsed();
+        assert!(took >= Duration::from_secs(3), "uploaded after {took:?}");
+        // The target is min_age + 5 s; a loaded test machine gets some slack.
+        assert!(
+            took < Duration::from_secs(3 + 15),
+            "uploaded after {took:?}"
+        );
+    }
 }
 
 #[test]
