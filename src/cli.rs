@@ -60,7 +60,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the pod: PID 1 of the image (start.sh execs it).
-    Supervise(crate::supervisor::SuperviseArgs),
+    Supervise(Box<crate::supervisor::SuperviseArgs>),
     /// Validate stacks and render generated/<stack>/ (Dockerfile, start.sh, locks, DIGEST).
     #[command(
         after_help = "Examples:\n  podstack build\n  podstack build smoke --out /tmp/gen\n  podstack build --check --strict"
@@ -178,7 +178,7 @@ use crate::verify::IMAGE_BINARY;
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Outcome {
     let result = match cli.command {
-        Command::Supervise(args) => Ok(crate::supervisor::supervise(args)),
+        Command::Supervise(args) => Ok(crate::supervisor::supervise(*args)),
         Command::Build {
             stacks,
             out,

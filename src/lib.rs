@@ -15,6 +15,7 @@ pub mod project;
 pub mod render;
 pub mod resolved;
 pub mod supervisor;
+pub mod sync;
 pub mod user;
 pub mod verify;
 pub mod version;

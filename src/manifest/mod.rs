@@ -11,6 +11,8 @@ mod validate;
 pub use parse::{load, Loaded, Located, Source};
 pub use validate::{is_hex, validate};
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -389,9 +391,23 @@ pub enum SyncMode {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum SyncFolderKind {
+    /// `<volume>/output/<user>`: what ComfyUI generates.
     Output,
+    /// `<volume>/input/<user>`: images uploaded to ComfyUI.
     Input,
+    /// The workflows saved in ComfyUI's user directory.
     Workflows,
+}
+
+impl SyncFolderKind {
+    /// The folder's name, as in the manifest and on the remote.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Output => "output",
+            Self::Input => "input",
+            Self::Workflows => "workflows",
+        }
+    }
 }
 
 /// One synced folder kind and its mode.
@@ -406,15 +422,22 @@ pub struct SyncFolder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sync {
-    /// rclone remote name, e.g. `gdrive`.
+    /// rclone remote name, e.g. `gdrive`: letters, digits and `_` (rclone reads it from
+    /// `RCLONE_CONFIG_<NAME>_*` variables, which cannot hold a dash).
     pub remote: String,
-    /// rclone backend type, e.g. `drive`, `s3`, `webdav`, `local`.
+    /// rclone backend type, e.g. `drive`, `s3`, `webdav`, `alias`.
     pub backend: String,
     /// Folder on the remote under which `output/<user>` etc. are kept.
     pub root: String,
     /// Google Drive Shared Drive ID; discovered with `rclone backend drives` when empty.
     #[serde(default)]
     pub team_drive: String,
+    /// Other options of the backend that are not secret, as in rclone.conf, e.g.
+    /// `{ url = "https://dav.example", vendor = "other", user = "studio" }`. Passwords, tokens,
+    /// keys and credentials are refused here: they come from `RUNPOD_SECRET_RCLONE_<OPTION>`
+    /// or `PODSTACK_SYNC_<OPTION>` in the pod's environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
     pub folders: Vec<SyncFolder>,
     #[serde(default = "default_transfers")]
     pub transfers: u32,
@@ -438,6 +461,13 @@ pub struct Sync {
     /// Refuse a mirror pass that would delete more than this many files.
     #[serde(default = "default_max_delete")]
     pub max_delete: u32,
+    /// How often a pod renews its lease on each user folder it syncs; a lease not renewed
+    /// for three heartbeats is taken over by another pod that served the user.
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat: HumanDuration,
+    /// On SIGTERM, the final sync of this pod's users may take this long before it exits.
+    #[serde(default = "default_final_sync")]
+    pub final_sync: HumanDuration,
 }
 
 /// `[[model]]`: a model file fetched into the shared models folder.
@@ -527,6 +557,12 @@ fn default_max_delete() -> u32 {
 }
 fn default_parallel_downloads() -> u32 {
     2
+}
+fn default_heartbeat() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_final_sync() -> HumanDuration {
+    HumanDuration::from_secs(30)
 }
 
 impl Default for Gpu {

@@ -399,12 +399,42 @@ impl Checker {
             && sync
                 .remote
                 .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_remote {
             self.error(
                 "sync.remote",
-                format!("`{}` is not an rclone remote name", sync.remote),
-                "letters, digits, `_` and `-`, without the colon, e.g. `gdrive`",
+                format!("`{}` is not an rclone remote name podstack can configure", sync.remote),
+                "letters, digits and `_`, without the colon, e.g. `gdrive`: rclone reads the remote from RCLONE_CONFIG_<NAME>_* variables, which cannot hold a dash",
+            );
+        }
+        let valid_backend = !sync.backend.is_empty()
+            && sync
+                .backend
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !valid_backend {
+            self.error(
+                "sync.backend",
+                format!("`{}` is not an rclone backend type", sync.backend),
+                "the type as in rclone.conf, e.g. `drive`, `s3`, `webdav`, `alias`",
+            );
+        }
+        if !sync.team_drive.is_empty() && sync.backend != "drive" {
+            self.error(
+                "sync.team_drive",
+                format!(
+                    "team_drive is a Google Drive option, and the backend is `{}`",
+                    sync.backend
+                ),
+                "remove team_drive, or set backend = \"drive\"",
+            );
+        }
+        self.sync_options(sync);
+        if sync.heartbeat.0.is_zero() {
+            self.error(
+                "sync.heartbeat",
+                "a lease renewed every 0s would never be renewed",
+                "use e.g. `10s` (the default)",
             );
         }
         if sync.root.is_empty()
@@ -440,6 +470,51 @@ impl Checker {
         ] {
             if value == 0 {
                 self.error(key, "0 would never sync anything", "use at least 1");
+            }
+        }
+    }
+
+    /// Backend options: only what is not a secret, and nothing that has a key of its own.
+    fn sync_options(&mut self, sync: &Sync) {
+        for name in sync.options.keys() {
+            let key = format!("sync.options.{name}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                self.error(
+                    key,
+                    format!("`{name}` is not an rclone option name"),
+                    "write the option as in rclone.conf: lower case with `_`, e.g. `no_check_certificate`",
+                );
+            } else if crate::sync::is_secret_option(name) {
+                self.error(
+                    key,
+                    format!("`{name}` is a secret and does not belong in the manifest"),
+                    format!(
+                        "remove it and give it to the pod as RUNPOD_SECRET_RCLONE_{0} (a RunPod secret) or PODSTACK_SYNC_{0}",
+                        name.to_ascii_uppercase()
+                    ),
+                );
+            } else if name == "type" {
+                self.error(
+                    key,
+                    "the backend type has its own key",
+                    "set sync.backend instead",
+                );
+            } else if name == "team_drive" {
+                self.error(
+                    key,
+                    "the Shared Drive has its own key",
+                    "set sync.team_drive instead",
+                );
+            } else if name == "root_folder_id" && sync.backend == "drive" {
+                self.error(
+                    key,
+                    "root_folder_id does not make a Shared Drive the target, and a service account has no storage quota of its own (L21)",
+                    "remove root_folder_id and set sync.team_drive to the Shared Drive's ID (empty: podstack finds it with `rclone backend drives`)",
+                );
             }
         }
     }
@@ -747,5 +822,50 @@ mod tests {
         assert_eq!(pin("einops==0.8.*"), None);
         assert_eq!(pin("einops"), None);
         assert_eq!(pin("einops>=0.8,==0.8.1"), None);
+    }
+
+    fn sync_problems(section: &str) -> Vec<String> {
+        let sync: Sync = toml::from_str(section).unwrap();
+        let mut check = Checker {
+            problems: Vec::new(),
+            strict: false,
+        };
+        check.sync(&sync);
+        check
+            .problems
+            .into_iter()
+            .map(|problem| format!("{}: {}", problem.key, problem.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_sync_remote_rclone_cannot_read_from_the_environment_is_refused() {
+        let problems = sync_problems(
+            "remote = \"my-drive\"\nbackend = \"Drive\"\nroot = \"out\"\nfolders = [{ path = \"output\", mode = \"mirror\" }]\nheartbeat = \"0s\"\n",
+        );
+        assert_eq!(
+            problems,
+            [
+                "sync.remote: `my-drive` is not an rclone remote name podstack can configure",
+                "sync.backend: `Drive` is not an rclone backend type",
+                "sync.heartbeat: a lease renewed every 0s would never be renewed",
+            ]
+        );
+    }
+
+    #[test]
+    fn sync_options_carry_no_secret_and_nothing_with_a_key_of_its_own() {
+        let problems = sync_problems(
+            "remote = \"dav\"\nbackend = \"webdav\"\nroot = \"out\"\nteam_drive = \"0A\"\nfolders = [{ path = \"output\", mode = \"mirror\" }]\noptions = { url = \"https://dav.example\", client_secret = \"x\", type = \"s3\", \"Bad Name\" = \"y\" }\n",
+        );
+        assert_eq!(
+            problems,
+            [
+                "sync.team_drive: team_drive is a Google Drive option, and the backend is `webdav`",
+                "sync.options.Bad Name: `Bad Name` is not an rclone option name",
+                "sync.options.client_secret: `client_secret` is a secret and does not belong in the manifest",
+                "sync.options.type: the backend type has its own key",
+            ]
+        );
     }
 }

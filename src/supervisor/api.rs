@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/logs/stream", get(log_stream))
         .route("/api/health", get(health))
         .route("/api/usage", get(usage))
+        .route("/api/sync", get(sync))
         .route("/api/users", post(add_user))
         .route("/api/login", post(login))
         .route("/api/models", get(models))
@@ -410,6 +411,30 @@ async fn fetch_models(State(state): State<AppState>) -> impl IntoResponse {
     (StatusCode::ACCEPTED, Json(state.models.status()))
 }
 
+/// The sync service's report: per user and folder, who syncs it and how it is doing.
+async fn sync(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let status = state.control.status();
+    let report = status.sync.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this pod syncs nothing: the stack has no [sync] section",
+            "add [sync] to the stack manifest (see the README's Sync section) and rebuild",
+        )
+    })?;
+    Ok(Json(SyncView {
+        now_ms: now_ms(),
+        report,
+    }))
+}
+
+/// The sync report with the server's clock.
+#[derive(Debug, Serialize)]
+struct SyncView {
+    #[serde(flatten)]
+    report: Arc<crate::sync::SyncReport>,
+    now_ms: UnixMillis,
+}
+
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -445,7 +470,7 @@ async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("there is no {}", request.uri().path()),
-        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, outputs, health, usage, users, login, models, models/fetch; metrics at /metrics",
+        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, outputs, health, usage, sync, users, login, models, models/fetch; metrics at /metrics",
     )
 }
 
@@ -518,6 +543,7 @@ mod tests {
                 anonymous_status: settings.stack.runtime.anonymous_status,
             },
             jupyter_token: None,
+            sync: None,
         })
         .unwrap();
         tokio::spawn(orchestrator.run());

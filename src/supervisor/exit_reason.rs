@@ -129,7 +129,7 @@ impl ExitReason {
             None => {}
         }
         match self.termination {
-            Termination::Killed { signal: SIGKILL } => "Something outside ComfyUI killed it: another process, or a memory limit of the pod that podstack cannot see; check the pod's memory use.".to_owned(),
+            Termination::Killed { signal: SIGKILL } => "Something outside the service killed it: another process, or a memory limit of the pod that podstack cannot see; check the pod's memory use.".to_owned(),
             Termination::Killed { signal } if is_crash(signal) => "It crashed inside native code (a custom node, a kernel wheel or the driver); the last log lines may name it.".to_owned(),
             Termination::Exited { code: 0 } => "It stopped by itself without an error; the last log lines may say why.".to_owned(),
             _ => "The last log lines show the error.".to_owned(),
@@ -350,7 +350,7 @@ mod tests {
             (
                 ExitReason::new(killed(9), None, None),
                 "ComfyUI was killed by signal 9 (SIGKILL)",
-                "Something outside ComfyUI killed it: another process, or a memory limit of the pod that podstack cannot see; check the pod's memory use.",
+                "Something outside the service killed it: another process, or a memory limit of the pod that podstack cannot see; check the pod's memory use.",
             ),
             (
                 ExitReason::new(exited(1), oom, None),

@@ -243,7 +243,7 @@ fn now_ms() -> u64 {
 }
 
 /// `2025-10-12T09:30:00.123Z` for milliseconds since the epoch.
-fn utc_timestamp(ms: u64) -> String {
+pub fn utc_timestamp(ms: u64) -> String {
     let secs = ms / 1000;
     let days = i64::try_from(secs / 86_400).unwrap_or(0);
     let rest = secs % 86_400;

@@ -1,8 +1,9 @@
 //! The pod's supervisor, `podstack supervise`: PID 1 of the image. It checks the pod against
 //! its build (refusing to start under the refuse policy), probes the GPU, runs
 //! ComfyUI for the active user (and JupyterLab when enabled) under a per-service state
-//! machine, serves the control panel's API, and on SIGTERM/SIGINT stops every service and
-//! leaves no process behind.
+//! machine, syncs the served users' folders (when the stack has `[sync]`), serves the control
+//! panel's API, and on SIGTERM/SIGINT stops every service, runs the final sync and leaves no
+//! process behind.
 //!
 //! Exit codes: 0 stopped by SIGTERM/SIGINT after every service stopped; 1 could not start (a
 //! stack.json, folder, port or token file it cannot use, or a stale or drifted pod under the
@@ -50,8 +51,12 @@ use run::{Orchestrator, Setup};
 use settings::Settings;
 use status::AuthStatus;
 
+use crate::sync::SyncSetup;
+
 /// How long the panel may take to close its connections (live log streams never end on their own).
 const SERVER_CLOSE: Duration = Duration::from_secs(1);
+/// Beyond the final sync's deadline: rclone's stop (SIGTERM, then SIGKILL after 3 s).
+const SYNC_STOP: Duration = Duration::from_secs(5);
 
 /// Runs the pod until SIGTERM or SIGINT; see the module documentation for the exit codes.
 pub fn supervise(args: SuperviseArgs) -> Outcome {
@@ -150,6 +155,24 @@ async fn serve(
             return Outcome::Failed;
         }
     };
+    let sync = match settings.stack.sync.clone() {
+        Some(config) => match crate::sync::start(SyncSetup {
+            sync: config,
+            volume: settings.volume.clone(),
+            pod: settings.pod.as_str().to_owned(),
+            rclone: settings.rclone.clone(),
+            reaper: reaper.clone(),
+            logs: Arc::clone(&logs),
+            env: std::env::vars().collect(),
+        }) {
+            Ok(sync) => Some(sync),
+            Err(err) => {
+                tracing::error!("cannot set up the HTTP client for rclone: {err}");
+                return Outcome::Failed;
+            }
+        },
+        None => None,
+    };
     let anonymous_status = settings.stack.runtime.anonymous_status;
     let auth = Arc::new(PanelAuth::new(token.as_deref(), anonymous_status));
     let settings = Arc::new(settings);
@@ -165,6 +188,7 @@ async fn serve(
             anonymous_status,
         },
         jupyter_token: std::env::var(jupyter::TOKEN_ENV).ok(),
+        sync: sync.clone(),
     };
     let (orchestrator, control) = match Orchestrator::new(setup) {
         Ok(parts) => parts,
@@ -225,6 +249,20 @@ async fn serve(
         .is_err()
     {
         tracing::warn!("services did not stop within {} s", deadline.as_secs());
+    }
+    if let Some(sync) = &sync {
+        // The final sync, with ComfyUI stopped: nothing is being written any more.
+        let final_sync = settings
+            .stack
+            .sync
+            .as_ref()
+            .map_or(Duration::ZERO, |config| config.final_sync.0);
+        if tokio::time::timeout(final_sync + SYNC_STOP, sync.finish())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the sync service did not stop in time");
+        }
     }
     orchestrator.abort();
     let _ = close.send(());

@@ -1,7 +1,8 @@
 //! The orchestrator: one task that owns every service's state machine and carries out its
 //! actions (spawn, signal, timers, readiness probes), reads ComfyUI's log for stages, the
 //! attention it confirms and finished prompts (memory relief), explains exits, records usage,
-//! and publishes the status after every change. Requests from the API ([`Control`]) are handled
+//! and publishes the status after every change (the sync service's reports included). It tells
+//! the sync service which users the pod serves: their folders are the pod's to sync. Requests from the API ([`Control`]) are handled
 //! one at a time and answered at once with the new status (L14), so concurrent starts give one
 //! ComfyUI and starting another user stops the current one first.
 
@@ -36,6 +37,7 @@ use super::status::{
 };
 use super::usage::{SessionEvent, SessionLine, UsageLog};
 use super::users::{AddError, Roster};
+use crate::sync::{SyncHandle, SyncReport};
 use crate::user::UserName;
 
 /// Last log lines kept for a failure report.
@@ -87,7 +89,7 @@ enum Internal {
 
 /// A task that is stopped when its owner goes.
 #[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -154,6 +156,8 @@ pub struct Setup {
     pub auth: AuthStatus,
     /// `JUPYTER_TOKEN`, when set.
     pub jupyter_token: Option<String>,
+    /// The sync service, when the stack has `[sync]`.
+    pub sync: Option<SyncHandle>,
 }
 
 /// Runs the pod's services; see the module documentation.
@@ -163,6 +167,8 @@ pub struct Orchestrator {
     inbox: mpsc::UnboundedReceiver<Internal>,
     requests: mpsc::Receiver<Request>,
     status: watch::Sender<Arc<Status>>,
+    /// The sync service's reports; `None` without sync, or once the service has ended.
+    sync_reports: Option<watch::Receiver<Arc<SyncReport>>>,
     /// Set once shutdown began: answered when every process is gone.
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -171,6 +177,7 @@ impl Orchestrator {
     /// The orchestrator and the API's handle on it; nothing runs until [`Orchestrator::run`].
     pub fn new(setup: Setup) -> Result<(Self, Control), reqwest::Error> {
         let (internal, inbox) = mpsc::unbounded_channel();
+        let sync_reports = setup.sync.as_ref().map(SyncHandle::subscribe);
         let pod = Pod::new(setup, internal)?;
         let (requests_tx, requests) = mpsc::channel(64);
         let (status, status_rx) = watch::channel(Arc::new(pod.snapshot()));
@@ -181,6 +188,7 @@ impl Orchestrator {
                 inbox,
                 requests,
                 status,
+                sync_reports,
                 shutdown: None,
             },
             control,
@@ -200,6 +208,12 @@ impl Orchestrator {
                     self.publish();
                 }
                 _ = usage_tick.tick() => self.pod.record_usage(SessionEvent::Running),
+                changed = sync_changed(&mut self.sync_reports) => match changed {
+                    Ok(()) => {
+                        self.publish();
+                    }
+                    Err(_) => self.sync_reports = None,
+                },
             }
             if self.shutdown.is_some() && self.pod.all_down() {
                 if let Some(done) = self.shutdown.take() {
@@ -265,6 +279,7 @@ struct Pod {
     comfyui: Supervised,
     jupyter: Option<(Supervised, JupyterPlan)>,
     usage: Option<UsageLog>,
+    sync: Option<SyncHandle>,
     generation: u64,
     internal: mpsc::UnboundedSender<Internal>,
 }
@@ -282,6 +297,7 @@ impl Pod {
             verification,
             auth,
             jupyter_token,
+            sync,
         } = setup;
         let device = gpus.device();
         let attention = attention::choose(
@@ -350,6 +366,7 @@ impl Pod {
             user: None,
             jupyter,
             usage,
+            sync,
             generation: 0,
             internal,
         })
@@ -381,6 +398,9 @@ impl Pod {
             .and_then(|process| process.user.clone());
         let switching = running_for.as_ref().is_some_and(|running| *running != user);
         tracing::info!("start requested for {user}");
+        if let Some(sync) = &self.sync {
+            sync.serve(user.clone());
+        }
         self.user = Some(user);
         if switching {
             // Stop the other user's ComfyUI; the state machine starts again once it exited.
@@ -918,17 +938,31 @@ impl Pod {
             services: Services {
                 comfyui: self.comfyui.status("/api/logs?service=comfyui"),
                 jupyter,
-                sync: Slot::Off(SlotOff {
-                    state: "not-configured",
-                    note: "output sync is not part of this supervisor yet".to_owned(),
-                }),
+                sync: match &self.sync {
+                    Some(sync) => Slot::Service(sync.report().service.clone()),
+                    None => Slot::Off(SlotOff {
+                        state: "not-configured",
+                        note: "no [sync] section in the stack manifest".to_owned(),
+                    }),
+                },
             },
             comfyui_port: settings.comfyui_port,
             jupyter_port: self.jupyter.as_ref().map(|_| stack.runtime.jupyter.port),
             runpod_pod_id: settings.runpod_pod_id.clone(),
             auth: self.auth.clone(),
             warnings,
+            sync: self.sync.as_ref().map(SyncHandle::report),
         }
+    }
+}
+
+/// The next report of the sync service; never, without one.
+async fn sync_changed(
+    reports: &mut Option<watch::Receiver<Arc<SyncReport>>>,
+) -> Result<(), watch::error::RecvError> {
+    match reports {
+        Some(reports) => reports.changed().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -78,6 +78,14 @@ pub struct SuperviseArgs {
     /// set it for a pod that belongs to one person).
     #[arg(long, env = "PODSTACK_START_USER", value_name = "USER")]
     pub start_user: Option<String>,
+    /// The rclone program the sync runs, a path or a name on PATH.
+    #[arg(
+        long,
+        env = "PODSTACK_RCLONE",
+        value_name = "PATH",
+        default_value = "rclone"
+    )]
+    pub rclone: PathBuf,
 }
 
 /// Where start.sh finds stack.json inside every podstack image (`resolved::paths::RUNTIME`).
@@ -106,6 +114,8 @@ pub struct Settings {
     pub comfyui_cgroup: Option<PathBuf>,
     /// The user whose ComfyUI starts at boot.
     pub start_user: Option<UserName>,
+    /// The rclone program of the sync.
+    pub rclone: PathBuf,
 }
 
 /// A reason the supervisor cannot start, with what to do.
@@ -195,6 +205,7 @@ impl Settings {
             ui_dir: args.ui_dir.unwrap_or_else(|| runtime_dir.join("ui")),
             comfyui_cgroup: args.comfyui_cgroup,
             start_user,
+            rclone: args.rclone,
             stack,
         })
     }
@@ -257,6 +268,7 @@ pub(crate) fn for_tests(dir: &Path, edit: impl FnOnce(&mut crate::manifest::Runt
         ui_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/ui"),
         comfyui_cgroup: None,
         start_user: None,
+        rclone: PathBuf::from("rclone"),
     }
 }
 

@@ -6,12 +6,14 @@
 //! shows elapsed times without trusting its own.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::gpu::Gpu;
 use super::state::{ServiceState, UnixMillis};
+use crate::sync::SyncReport;
 
 /// The whole pod.
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +41,10 @@ pub struct Status {
     pub auth: AuthStatus,
     /// Things a person should know, in plain words.
     pub warnings: Vec<String>,
+    /// The sync service's full report, served by `GET /api/sync` (the slot in `services`
+    /// has its state).
+    #[serde(skip)]
+    pub sync: Option<Arc<SyncReport>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -180,6 +186,10 @@ impl Status {
                 Slot::Service(jupyter) => Some(("jupyter", jupyter)),
                 Slot::Off(_) => None,
             },
+            match &self.services.sync {
+                Slot::Service(sync) => Some(("sync", sync)),
+                Slot::Off(_) => None,
+            },
         ]
         .into_iter()
         .flatten()
@@ -225,6 +235,9 @@ impl Status {
             "Seconds from the start request to ready, of the last start.",
             &latency,
         );
+        if let Some(sync) = &self.sync {
+            sync.metrics(&mut out);
+        }
         out
     }
 }

@@ -10,4 +10,5 @@ mod malformed;
 mod models;
 mod panel;
 mod supervise;
+mod sync;
 mod verify;

@@ -101,6 +101,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "24:13: error: attention policy needs `sageattention`, which the stack does not install",
         "add sageattention as a [[wheel]] or to [python] packages, or set attention = \"auto\"",
     ),
+    (
+        "sync-secret-option",
+        "33:49: error: `pass` is a secret and does not belong in the manifest",
+        "remove it and give it to the pod as RUNPOD_SECRET_RCLONE_PASS (a RunPod secret) or PODSTACK_SYNC_PASS",
+    ),
+    (
+        "sync-root-folder-id",
+        "33:30: error: root_folder_id does not make a Shared Drive the target, and a service account has no storage quota of its own (L21)",
+        "remove root_folder_id and set sync.team_drive to the Shared Drive's ID (empty: podstack finds it with `rclone backend drives`)",
+    ),
 ];
 
 #[test]

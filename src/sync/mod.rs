@@ -1,0 +1,31 @@
+//! Output sync with rclone (L21-L25), a service of the supervisor: each user folder this pod
+//! has served goes to `<remote>:<root>/<folder>/<user>` (`layout`), synced by exactly one pod
+//! at a time (`lease`), through `rclone rcd` on loopback (`rcd`, `rc`) under the supervisor's
+//! state machine (`service`), one pass per folder (`pass`) triggered by file events (`trigger`)
+//! on a schedule that respects `min_age` (`schedule`), with a dated trash, an empty-source
+//! guard (`guard`), a delete limit and dedupe on duplicates (`dedupe`). The remote comes from
+//! the manifest plus secrets from the environment (`remote`, `redact`), with Google Drive's
+//! Shared Drive rules (`drive`). `GET /api/sync` and `/metrics` show it (`report`).
+
+pub mod dedupe;
+pub mod drive;
+pub mod error;
+pub mod folder;
+pub mod guard;
+pub mod layout;
+pub mod lease;
+pub mod once;
+pub mod pass;
+pub mod rc;
+pub mod rcd;
+pub mod redact;
+pub mod remote;
+pub mod report;
+pub mod schedule;
+pub mod service;
+pub mod trigger;
+pub mod trouble;
+
+pub use remote::is_secret_option;
+pub use report::SyncReport;
+pub use service::{start, SyncHandle, SyncSetup};

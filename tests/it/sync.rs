@@ -1,0 +1,806 @@
+//! The sync service with the real rclone (Debian's 1.60.1): the supervisor from `pod()`, a
+//! local-filesystem remote (rclone's `alias` of a temporary folder) or `rclone serve webdav` on
+//! loopback, and the Google Drive rules through a fake `rclone` first on PATH
+//! (`tests/fixtures/rclone`). Every wait polls with a deadline.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::supervise::{alive, eventually, free_port, http, pod, Pod, PodBuilder};
+use crate::support::repo;
+
+/// A password for the WebDAV remote; rclone gets it obscured, as RUNPOD_SECRET_RCLONE_PASS.
+const DAV_PASSWORD: &str = "correct-horse-battery-staple";
+
+/// A `[sync]` section syncing to `options`' remote: output mirrored, input copied,
+/// workflows mirrored, quick timing for tests.
+fn sync_section(remote: &str, backend: &str, options: Value) -> Value {
+    json!({
+        "remote": remote,
+        "backend": backend,
+        "root": "ComfyUI",
+        "team_drive": "",
+        "options": options,
+        "folders": [
+            {"path": "output", "mode": "mirror"},
+            {"path": "input", "mode": "copy"},
+            {"path": "workflows", "mode": "mirror"}
+        ],
+        "transfers": 4,
+        "checkers": 8,
+        "tpslimit": 0,
+        "bwlimit": "",
+        "min_age": "1s",
+        "interval": "1m",
+        "trash": true,
+        "max_delete": 100,
+        "heartbeat": "1s",
+        "final_sync": "5s"
+    })
+}
+
+/// A pod syncing to the folder `remote` through rclone's `alias` backend.
+fn local_remote(remote: &Path) -> PodBuilder {
+    pod().set(
+        "/sync",
+        sync_section(
+            "vault",
+            "alias",
+            json!({"remote": remote.display().to_string()}),
+        ),
+    )
+}
+
+/// A running pod, and the rclone processes it started, killed at the end even when the pod
+/// could not stop them (a test that kills the supervisor).
+struct SyncPod {
+    pod: Option<Pod>,
+    rclones: Vec<u32>,
+}
+
+impl std::ops::Deref for SyncPod {
+    type Target = Pod;
+
+    fn deref(&self) -> &Pod {
+        self.pod.as_ref().expect("the pod runs until the end")
+    }
+}
+
+impl std::ops::DerefMut for SyncPod {
+    fn deref_mut(&mut self) -> &mut Pod {
+        self.pod.as_mut().expect("the pod runs until the end")
+    }
+}
+
+impl Drop for SyncPod {
+    fn drop(&mut self) {
+        if let Some(pod) = self.pod.take() {
+            let running = http(pod.panel, "GET", "/api/sync", None, &[])
+                .ok()
+                .and_then(|reply| serde_json::from_str::<Value>(&reply.body).ok())
+                .and_then(|report| report["service"]["pid"].as_u64())
+                .and_then(|pid| u32::try_from(pid).ok());
+            self.rclones.extend(running);
+            drop(pod);
+        }
+        for pid in &self.rclones {
+            if alive(*pid) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+impl SyncPod {
+    fn start(builder: PodBuilder) -> Self {
+        Self {
+            pod: Some(builder.start()),
+            rclones: Vec::new(),
+        }
+    }
+
+    fn report(&self) -> Value {
+        let reply = self.get("/api/sync");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()
+    }
+
+    /// The running rclone's pid, once it runs (remembered for the clean-up).
+    fn rclone_pid(&mut self) -> u32 {
+        let pid = eventually("rclone to run", || self.report()["service"]["pid"].as_u64());
+        let pid = u32::try_from(pid).expect("a pid");
+        if !self.rclones.contains(&pid) {
+            self.rclones.push(pid);
+        }
+        pid
+    }
+
+    /// Polls the sync report until `done` holds; returns it.
+    #[track_caller]
+    fn wait_report(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        let mut last = Value::Null;
+        while start.elapsed() < Duration::from_secs(30) {
+            last = self.report();
+            if done(&last) {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.fail(&format!(
+            "gave up waiting for {what}; last sync report:\n{last:#}"
+        ))
+    }
+
+    /// Starts `user`'s ComfyUI: the pod serves the user from now on.
+    fn serve(&self, user: &str) {
+        let reply = self.post("/api/start", json!({ "user": user }));
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+
+    /// Whatever the sync and supervisor logs hold, and every API answer.
+    fn everything_shown(&self) -> String {
+        let mut shown = self.output();
+        for path in ["/api/logs", "/api/status", "/api/sync", "/metrics"] {
+            shown.push_str(&self.get(path).body);
+        }
+        for file in files_under(&self.volume.join(".podstack/logs")).keys() {
+            shown.push_str(
+                &std::fs::read_to_string(self.volume.join(".podstack/logs").join(file))
+                    .unwrap_or_default(),
+            );
+        }
+        shown
+    }
+}
+
+/// The folder `kind` of `user` in a sync report.
+fn folder<'a>(report: &'a Value, user: &str, kind: &str) -> &'a Value {
+    report["folders"]
+        .as_array()
+        .and_then(|folders| {
+            folders
+                .iter()
+                .find(|f| f["user"] == user && f["folder"] == kind)
+        })
+        .unwrap_or(&Value::Null)
+}
+
+/// Every file under `dir`, by relative path, with its size.
+fn files_under(dir: &Path) -> BTreeMap<String, u64> {
+    walk(dir)
+        .into_iter()
+        .map(|path| {
+            let size = std::fs::metadata(&path).map_or(0, |meta| meta.len());
+            let relative = path
+                .strip_prefix(dir)
+                .expect("under dir")
+                .display()
+                .to_string();
+            (relative, size)
+        })
+        .collect()
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("create the folder");
+    std::fs::write(path, bytes).expect("write the file");
+}
+
+/// `len` bytes that differ from file to file.
+fn content(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Waits until the remote folder holds exactly `expected` (relative path -> size).
+#[track_caller]
+fn wait_remote(pod: &SyncPod, dir: &Path, expected: &BTreeMap<String, u64>) {
+    let start = Instant::now();
+    loop {
+        let found = files_under(dir);
+        if &found == expected {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            pod.fail(&format!(
+                "the remote {} holds\n{found:#?}\nnot\n{expected:#?}\nsync report:\n{:#}",
+                dir.display(),
+                pod.report()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn each_users_folders_reach_their_own_place_on_the_remote_and_nothing_else() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let pod = SyncPod::start(local_remote(remote.path()));
+    let volume = pod.volume.clone();
+    write(
+        &volume.join("output/alice/ComfyUI_00001_.png"),
+        b"alice's image",
+    );
+    write(&volume.join("input/alice/photo.jpg"), b"alice's upload");
+    write(
+        &volume.join("users/alice/default/workflows/portrait.json"),
+        b"{}",
+    );
+    write(&volume.join("output/alice/half.png.tmp"), b"being written");
+    write(
+        &volume.join("output/bob/ComfyUI_00001_.png"),
+        b"bob's image!",
+    );
+    pod.serve("alice");
+    let alice_only = BTreeMap::from([
+        ("ComfyUI/output/alice/ComfyUI_00001_.png".to_owned(), 13),
+        ("ComfyUI/input/alice/photo.jpg".to_owned(), 14),
+        ("ComfyUI/workflows/alice/portrait.json".to_owned(), 2),
+    ]);
+    wait_remote(&pod, remote.path(), &alice_only);
+    // Bob's folder waits until the pod serves bob.
+    let report = pod.report();
+    assert!(folder(&report, "bob", "output").is_null(), "{report:#}");
+    pod.serve("bob");
+    write(&volume.join("output/bob/ComfyUI_00002_.png"), b"bob again");
+    let mut both = alice_only;
+    both.insert("ComfyUI/output/bob/ComfyUI_00001_.png".to_owned(), 12);
+    both.insert("ComfyUI/output/bob/ComfyUI_00002_.png".to_owned(), 9);
+    wait_remote(&pod, remote.path(), &both);
+
+    let report = pod.wait_report("bob's output to be synced twice over", |report| {
+        folder(report, "bob", "output")["total"]["files"] == 2
+    });
+    let alice = folder(&report, "alice", "output");
+    assert_eq!(alice["remote"], "vault:ComfyUI/output/alice", "{report:#}");
+    assert_eq!(alice["mode"], "mirror");
+    assert_eq!(alice["held_by"], Value::Null);
+    assert!(alice["last_success_ms"].as_u64().is_some(), "{alice:#}");
+    assert_eq!(report["users"], json!(["alice", "bob"]));
+    let metrics = pod.get("/metrics").body;
+    assert!(
+        metrics.contains("podstack_sync_files_total{user=\"alice\",folder=\"output\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("podstack_service_state{service=\"sync\",state=\"ready\"} 1"),
+        "{metrics}"
+    );
+    let status = pod.status();
+    assert_eq!(status["services"]["sync"]["state"], "ready", "{status:#}");
+    assert_eq!(status["services"]["sync"]["log"], "/api/logs?service=sync");
+}
+
+#[test]
+fn mirror_deletions_and_overwrites_land_in_the_dated_trash() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let pod = SyncPod::start(local_remote(remote.path()));
+    let output = pod.volume.join("output/alice");
+    write(&output.join("keep.png"), b"version 1");
+    write(&output.join("drop.png"), b"to be deleted");
+    pod.serve("alice");
+    let synced = BTreeMap::from([
+        ("ComfyUI/output/alice/drop.png".to_owned(), 13),
+        ("ComfyUI/output/alice/keep.png".to_owned(), 9),
+    ]);
+    wait_remote(&pod, remote.path(), &synced);
+    std::fs::remove_file(output.join("drop.png")).expect("delete");
+    write(&output.join("keep.png"), b"version 2 is longer");
+    let start = Instant::now();
+    let trash = loop {
+        let files = files_under(remote.path());
+        let dated: Vec<&String> = files
+            .keys()
+            .filter(|path| path.starts_with("ComfyUI/.trash/"))
+            .collect();
+        if files.get("ComfyUI/output/alice/keep.png") == Some(&19)
+            && !files.contains_key("ComfyUI/output/alice/drop.png")
+            && dated.len() == 2
+        {
+            break files;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the remote holds {files:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let dated: Vec<(&String, &u64)> = trash
+        .iter()
+        .filter(|(path, _)| path.starts_with("ComfyUI/.trash/"))
+        .collect();
+    let day = dated[0].0.split('/').nth(2).expect("a date folder");
+    assert_eq!(day.len(), 10, "{day}");
+    assert_eq!(
+        dated,
+        [
+            (&format!("ComfyUI/.trash/{day}/output/alice/drop.png"), &13),
+            (&format!("ComfyUI/.trash/{day}/output/alice/keep.png"), &9),
+        ]
+    );
+    pod.wait_report("the deletion to be counted", |report| {
+        folder(report, "alice", "output")["total"]["deleted"]
+            .as_u64()
+            .is_some_and(|deleted| deleted >= 1)
+    });
+}
+
+#[test]
+fn an_empty_source_is_refused_and_nothing_is_deleted() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let kept = remote
+        .path()
+        .join("ComfyUI/output/alice/ComfyUI_00001_.png");
+    write(&kept, b"made last week");
+    let pod = SyncPod::start(local_remote(remote.path()));
+    // ComfyUI's start creates output/alice empty: what an unmounted volume looks like.
+    pod.serve("alice");
+    let report = pod.wait_report("the mirror pass to be refused", |report| {
+        folder(report, "alice", "output")["state"] == "refused"
+    });
+    let error = &folder(&report, "alice", "output")["last_error"];
+    let message = error["error"].as_str().unwrap_or_default();
+    assert!(
+        message.ends_with(
+            "output/alice is empty on the volume while the remote folder holds 1 file(s): the mirror pass was refused and nothing was deleted"
+        ),
+        "{error:#}"
+    );
+    assert!(
+        error["hint"]
+            .as_str()
+            .is_some_and(|hint| hint.contains("volume is mounted")),
+        "{error:#}"
+    );
+    assert!(kept.is_file());
+    assert!(!remote.path().join("ComfyUI/.trash").exists());
+    // A file appears: the folder is not empty any more, and the mirror goes ahead.
+    write(
+        &pod.volume.join("output/alice/ComfyUI_00002_.png"),
+        b"today's",
+    );
+    let report = pod.wait_report("the next pass to sync", |report| {
+        folder(report, "alice", "output")["state"] == "idle"
+    });
+    assert!(
+        pod.output().contains("the mirror pass was refused"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn files_younger_than_min_age_wait_and_then_arrive_promptly() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let pod = SyncPod::start(local_remote(remote.path()).set("/sync/min_age", json!("3s")));
+    pod.serve("alice");
+    pod.wait_report("the first pass", |report| {
+        folder(report, "alice", "output")["last_success_ms"].is_u64()
+    });
+    let workflows = pod.volume.join("users/alice/default/workflows");
+    assert!(!workflows.exists());
+    let written = Instant::now();
+    write(&pod.volume.join("output/alice/new.png"), b"fresh");
+    // A folder that did not exist when the user was served is watched once it appears.
+    write(&workflows.join("saved.json"), b"{}");
+    for arrived in [
+        remote.path().join("ComfyUI/output/alice/new.png"),
+        remote.path().join("ComfyUI/workflows/alice/saved.json"),
+    ] {
+        eventually("the new file on the remote", || {
+            arrived.is_file().then_some(())
+        });
+        let took = written.elapsed();
+        assert!(took >= Duration::from_secs(3), "uploaded after {took:?}");
+        // The target is min_age + 5 s; a loaded test machine gets some slack.
+        assert!(
+            took < Duration::from_secs(3 + 15),
+            "uploaded after {took:?}"
+        );
+    }
+}
+
+#[test]
+fn rclone_killed_mid_transfer_is_restarted_and_every_file_arrives() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    // rclone's bandwidth limit lets a burst of 4 MiB through first: 12 MB take a while.
+    let mut pod = SyncPod::start(local_remote(remote.path()).set("/sync/bwlimit", json!("4M")));
+    let output = pod.volume.join("output/alice");
+    let mut expected = BTreeMap::new();
+    for i in 0..6u8 {
+        write(&output.join(format!("big-{i}.png")), &content(i, 2_000_000));
+        expected.insert(format!("ComfyUI/output/alice/big-{i}.png"), 2_000_000);
+    }
+    pod.serve("alice");
+    pod.wait_report("a pass under way", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    let first = pod.rclone_pid();
+    let killed = Instant::now();
+    let sent = Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status();
+    assert!(sent.is_ok_and(|status| status.success()));
+    let back = pod.wait_report("rclone to be back", |report| {
+        report["service"]["state"] == "ready"
+            && report["service"]["restarts"].as_u64() >= Some(1)
+            && report["service"]["pid"].as_u64() != Some(u64::from(first))
+    });
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "back after {:?}: {back:#}",
+        killed.elapsed()
+    );
+    pod.rclone_pid();
+    wait_remote(&pod, remote.path(), &expected);
+    for i in 0..6u8 {
+        let uploaded = std::fs::read(
+            remote
+                .path()
+                .join(format!("ComfyUI/output/alice/big-{i}.png")),
+        )
+        .expect("uploaded");
+        assert!(uploaded == content(i, 2_000_000), "big-{i}.png differs");
+    }
+    assert!(
+        pod.output()
+            .contains("rclone was killed by signal 9 (SIGKILL)"),
+        "{}",
+        pod.output()
+    );
+}
+
+/// `rclone serve webdav` of a folder on a fixed port, as a remote that can go away.
+struct Webdav {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Webdav {
+    fn start(dir: &Path, port: u16) -> Self {
+        let child = Command::new("rclone")
+            .args(["serve", "webdav", &dir.display().to_string()])
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .args(["--user", "podstack", "--pass", DAV_PASSWORD, "--config", ""])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rclone serve webdav starts");
+        eventually("the WebDAV server to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Self {
+            child,
+            port,
+            dir: dir.to_owned(),
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        *self = Self::start(&self.dir.clone(), self.port);
+    }
+}
+
+impl Drop for Webdav {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn obscured(password: &str) -> String {
+    let output = Command::new("rclone")
+        .args(["obscure", password])
+        .output()
+        .expect("rclone obscure runs");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_remote_going_away_mid_transfer_loses_nothing_doubles_nothing_and_shows_no_secret() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut webdav = Webdav::start(served.path(), port);
+    let secret = obscured(DAV_PASSWORD);
+    let builder = pod()
+        .set(
+            "/sync",
+            sync_section(
+                "dav",
+                "webdav",
+                json!({"url": format!("http://127.0.0.1:{port}"), "vendor": "other", "user": "podstack"}),
+            ),
+        )
+        .set("/sync/bwlimit", json!("4M"))
+        .env("RUNPOD_SECRET_RCLONE_PASS", &secret);
+    let pod = SyncPod::start(builder);
+    let output = pod.volume.join("output/alice");
+    let mut expected = BTreeMap::new();
+    for i in 0..6u8 {
+        write(
+            &output.join(format!("shot-{i}.png")),
+            &content(i, 2_000_000),
+        );
+        expected.insert(format!("ComfyUI/output/alice/shot-{i}.png"), 2_000_000);
+    }
+    pod.serve("alice");
+    pod.wait_report("a pass under way", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    webdav.stop();
+    eventually("the WebDAV server to be gone", || {
+        std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_err()
+            .then_some(())
+    });
+    webdav.restart();
+    wait_remote(&pod, served.path(), &expected);
+    let report = pod.report();
+    let alice = folder(&report, "alice", "output");
+    if let Some(hint) = alice["last_error"]["hint"].as_str() {
+        assert!(hint.contains("cannot be reached"), "{alice:#}");
+    }
+
+    let shown = pod.everything_shown();
+    assert!(shown.contains("Copied (new)"), "the sync log is shown");
+    for secret in [secret.as_str(), DAV_PASSWORD] {
+        assert!(!shown.contains(secret), "a secret was shown");
+    }
+    let options = report["options"].to_string();
+    assert!(
+        options.contains("RUNPOD_SECRET_RCLONE_PASS"),
+        "where the password came from is shown: {options}"
+    );
+}
+
+#[test]
+fn two_supervisors_on_one_volume_sync_each_folder_exactly_once() {
+    let shared = tempfile::tempdir().expect("temp dir");
+    let remote = tempfile::tempdir().expect("temp dir");
+    let volume = shared.path().join("volume");
+    let mut first = SyncPod::start(local_remote(remote.path()).volume(&volume).pod_id("pod-a"));
+    let second = SyncPod::start(local_remote(remote.path()).volume(&volume).pod_id("pod-b"));
+    first.serve("alice");
+    first.wait_report("pod-a to hold alice's output", |report| {
+        folder(report, "alice", "output")["state"] == "idle"
+    });
+    second.serve("alice");
+    second.serve("bob");
+    let report = second.wait_report("pod-b to see who holds alice's folders", |report| {
+        folder(report, "alice", "output")["held_by"] == "pod-a"
+            && folder(report, "bob", "output")["held_by"].is_null()
+            && folder(report, "bob", "output")["state"].is_string()
+    });
+    assert_eq!(
+        folder(&report, "alice", "output")["state"],
+        "held-elsewhere"
+    );
+    let mut expected = BTreeMap::new();
+    for i in 0..5 {
+        write(&volume.join(format!("output/alice/a{i}.png")), b"alice");
+        write(&volume.join(format!("output/bob/b{i}.png")), b"bob");
+        expected.insert(format!("ComfyUI/output/alice/a{i}.png"), 5);
+        expected.insert(format!("ComfyUI/output/bob/b{i}.png"), 3);
+    }
+    wait_remote(&first, remote.path(), &expected);
+    let log = |pod: &str| {
+        std::fs::read_to_string(volume.join(format!(".podstack/logs/{pod}/sync.log")))
+            .unwrap_or_default()
+    };
+    for i in 0..5 {
+        assert_eq!(
+            log("pod-a").matches(&format!("a{i}.png: Copied")).count(),
+            1
+        );
+        assert_eq!(
+            log("pod-b").matches(&format!("b{i}.png: Copied")).count(),
+            1
+        );
+        assert!(!log("pod-b").contains(&format!("a{i}.png")));
+        assert!(!log("pod-a").contains(&format!("b{i}.png")));
+    }
+    assert!(folder(&first.report(), "bob", "output").is_null());
+
+    // pod-a dies without a word: pod-b takes alice's folder over once the lease is stale.
+    let rclone = first.rclone_pid();
+    first.signal_and_wait("KILL");
+    let _ = Command::new("kill")
+        .args(["-KILL", &rclone.to_string()])
+        .status();
+    write(&volume.join("output/alice/after.png"), b"later");
+    expected.insert("ComfyUI/output/alice/after.png".to_owned(), 5);
+    wait_remote(&second, remote.path(), &expected);
+    let report = second.report();
+    assert!(
+        folder(&report, "alice", "output")["held_by"].is_null(),
+        "{report:#}"
+    );
+    assert!(log("pod-b").contains("after.png: Copied"));
+}
+
+#[test]
+fn sigterm_runs_the_final_sync_before_the_supervisor_exits() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let mut pod = SyncPod::start(
+        local_remote(remote.path())
+            .set("/sync/min_age", json!("1m"))
+            .set("/sync/final_sync", json!("20s")),
+    );
+    pod.serve("alice");
+    pod.wait_report("the first pass", |report| {
+        folder(report, "alice", "output")["last_success_ms"].is_u64()
+    });
+    write(&pod.volume.join("output/alice/last.png"), b"the last image");
+    let status = pod.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "{}", pod.output());
+    assert!(
+        remote
+            .path()
+            .join("ComfyUI/output/alice/last.png")
+            .is_file(),
+        "{}",
+        pod.output()
+    );
+    let output = pod.output();
+    assert!(
+        output.contains("sync: final sync done in")
+            && output.contains("output/alice: synced 1 file(s)"),
+        "{output}"
+    );
+    assert!(output.contains("rclone stopped"), "{output}");
+}
+
+/// PATH with the fake rclone first.
+fn fake_rclone_path() -> String {
+    format!(
+        "{}:{}",
+        repo().join("tests/fixtures/rclone").display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn duplicates_reported_by_rclone_get_one_dedupe_of_that_folder() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let calls = remote.path().join("dedupe-calls");
+    let pod = SyncPod::start(
+        local_remote(&remote.path().join("remote"))
+            .env("PATH", &fake_rclone_path())
+            .env("FAKE_RCLONE_DUPLICATE", "twice.png")
+            .env("FAKE_RCLONE_CALLS", &calls.display().to_string()),
+    );
+    write(
+        &pod.volume.join("output/alice/twice.png"),
+        b"uploaded twice",
+    );
+    write(&pod.volume.join("output/bob/once.png"), b"uploaded once");
+    pod.serve("bob");
+    pod.serve("alice");
+    let report = pod.wait_report("the dedupe to be reported", |report| {
+        folder(report, "alice", "output")["dedupe"].is_object()
+    });
+    let alice = folder(&report, "alice", "output");
+    assert_eq!(
+        alice["dedupe"]["outcome"], "kept the newest copy of each duplicate",
+        "{alice:#}"
+    );
+    // The folder syncs again after the dedupe, and finds nothing to dedupe.
+    let passes = alice["total"]["passes"].as_u64().unwrap_or_default();
+    pod.wait_report("a pass after the dedupe", |report| {
+        folder(report, "alice", "output")["total"]["passes"].as_u64() > Some(passes)
+    });
+    let called = std::fs::read_to_string(&calls).expect("dedupe was called");
+    assert_eq!(
+        called,
+        "dedupe --dedupe-mode newest --config  vault:ComfyUI/output/alice\n"
+    );
+    assert!(
+        folder(&pod.report(), "bob", "output")["dedupe"].is_null(),
+        "only the folder with duplicates"
+    );
+    assert!(
+        pod.output()
+            .contains("rclone reported duplicates in vault:ComfyUI/output/alice"),
+        "{}",
+        pod.output()
+    );
+}
+
+/// A pod whose Google Drive remote is discovered through the fake rclone.
+fn drive_pod(drives: &str) -> SyncPod {
+    SyncPod::start(
+        pod()
+            .set("/sync", sync_section("gdrive", "drive", json!({})))
+            .env("PATH", &fake_rclone_path())
+            .env("FAKE_RCLONE_DRIVES", drives)
+            .env(
+                "RUNPOD_SECRET_RCLONE_SERVICE_ACCOUNT_CREDENTIALS",
+                SERVICE_ACCOUNT,
+            ),
+    )
+}
+
+const SERVICE_ACCOUNT: &str = r#"{"type": "service_account", "client_email": "sync@studio.iam.gserviceaccount.com", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC-not-a-real-key\n-----END PRIVATE KEY-----\n"}"#;
+
+#[test]
+fn drive_uses_the_only_shared_drive_and_refuses_none_or_several_or_an_unreachable_google() {
+    let one = drive_pod("one");
+    let report = one.wait_report("rclone to be ready", |report| {
+        report["service"]["state"] == "ready"
+    });
+    assert_eq!(
+        report["shared_drive"],
+        json!({"id": "0AHx3Ak9pZtRkUk9PVA", "name": "Studio Outputs", "found": "discovered"})
+    );
+    assert!(
+        one.output().contains(
+            "using the Shared Drive `Studio Outputs` (0AHx3Ak9pZtRkUk9PVA), the only one"
+        ),
+        "{}",
+        one.output()
+    );
+    assert!(!one.everything_shown().contains("not-a-real-key"));
+    drop(one);
+
+    for (drives, reason, hint) in [
+        (
+            "several",
+            "the service account sees 2 Shared Drives and sync.team_drive does not say which one to use: `Studio Outputs` (0AHx3Ak9pZtRkUk9PVA), `Archive 2025` (0AJq7Lm2Vb1sWUk9PVA)",
+            "set sync.team_drive",
+        ),
+        (
+            "none",
+            "the service account sees no Shared Drive, and service accounts have no storage quota of their own: every upload would fail with storageQuotaExceeded (L21)",
+            "create a Shared Drive",
+        ),
+        (
+            "fail",
+            "`rclone backend drives` could not list the Shared Drives: 2026/05/01 10:00:00 Failed to backend: command \"drives\" failed: listing drives: Get \"https://www.googleapis.com/drive/v3/drives\": dial tcp: lookup www.googleapis.com: no such host",
+            "podstack tries again in a minute",
+        ),
+    ] {
+        let pod = drive_pod(drives);
+        let status = pod.wait_for("the sync service to fail", |status| {
+            status["services"]["sync"]["state"] == "failed"
+        });
+        let sync = &status["services"]["sync"];
+        assert_eq!(sync["reason"], reason, "{sync:#}");
+        assert!(
+            sync["hint"].as_str().is_some_and(|h| h.contains(hint)),
+            "{sync:#}"
+        );
+        assert!(!pod.everything_shown().contains("not-a-real-key"));
+    }
+}
