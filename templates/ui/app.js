@@ -798,7 +798,7 @@ function drawSync(data) {
   $("sync-problems").replaceChildren(...problems);
 }
 
-// GET /api/models: {models: [{name, state, size, done, speed_bps, error, hint}]} or a list.
+// GET /api/models: {folder, models: [{dest, url, size, state, bytes, total, bytes_per_s, reason, hint}]}.
 function drawModels(data) {
   const models = Array.isArray(data) ? data : (data && data.models) || [];
   let missing = 0;
@@ -806,14 +806,14 @@ function drawModels(data) {
   const rows = models.map((m) => {
     const state = pick(m, "state") || "unknown";
     const size = pick(m, "size", "bytes_total", "total_bytes");
-    const done = pick(m, "done", "bytes_done", "downloaded");
+    const done = pick(m, "bytes", "done", "bytes_done");
     if (state === "missing" || state === "failed") missing += 1;
     if (state === "downloading") downloading = true;
     const row = document.createElement("tr");
     const stateCell = el("td", state, state === "present" ? "ok" : state === "failed" ? "bad" : "warn");
     if (state === "downloading" && typeof size === "number" && size > 0 && typeof done === "number") {
       const percent = Math.min(100, Math.round((done / size) * 100));
-      const speed = pick(m, "speed_bps", "bytes_per_second");
+      const speed = pick(m, "bytes_per_s", "speed_bps");
       stateCell.textContent = `downloading ${percent}%` + (typeof speed === "number" ? ` · ${bytes(speed)}/s` : "");
       const bar = el("div", undefined, "progress");
       bar.setAttribute("role", "progressbar");
