@@ -754,6 +754,7 @@ impl Pod {
             .env_remove(PANEL_TOKEN_ENV)
             .env_remove(jupyter::TOKEN_ENV)
             .current_dir(&launch.cwd);
+        without_sync_secrets(&mut command);
         Ok(command)
     }
 
@@ -765,6 +766,7 @@ impl Pod {
                     .args(args)
                     .env_remove(PANEL_TOKEN_ENV)
                     .current_dir(&self.settings.volume);
+                without_sync_secrets(&mut command);
                 Ok(command)
             }
             Some(JupyterPlan::Refused { reason, hint }) => Err((reason.clone(), hint.clone())),
@@ -952,6 +954,20 @@ impl Pod {
             auth: self.auth.clone(),
             warnings,
             sync: self.sync.as_ref().map(SyncHandle::report),
+        }
+    }
+}
+
+/// Keeps the sync remote's secrets (`RUNPOD_SECRET_RCLONE_*`, `PODSTACK_SYNC_*`) out of a
+/// service's environment: custom nodes and notebooks have no business with them.
+fn without_sync_secrets(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(|name| {
+            crate::sync::remote::SECRET_PREFIXES
+                .iter()
+                .any(|p| name.starts_with(p))
+        }) {
+            command.env_remove(name);
         }
     }
 }

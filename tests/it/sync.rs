@@ -573,6 +573,12 @@ fn the_remote_going_away_mid_transfer_loses_nothing_doubles_nothing_and_shows_no
         assert!(hint.contains("cannot be reached"), "{alice:#}");
     }
 
+    let comfyui = eventually("ComfyUI's pid", || pod.comfyui_pid());
+    let environ = std::fs::read(format!("/proc/{comfyui}/environ")).expect("ComfyUI runs");
+    assert!(
+        !String::from_utf8_lossy(&environ).contains("RUNPOD_SECRET_RCLONE_PASS"),
+        "ComfyUI does not get the sync's secrets"
+    );
     let shown = pod.everything_shown();
     assert!(shown.contains("Copied (new)"), "the sync log is shown");
     for secret in [secret.as_str(), DAV_PASSWORD] {

@@ -1,0 +1,153 @@
+//! Which folders the pod syncs and when they change: a served user's folders are claimed
+//! (leases renewed every heartbeat, taken over when stale, let go stale when this pod's sync
+//! failed), watched once they exist, and passed when files change or the full pass is due.
+
+use tokio::time::Instant;
+
+use super::Syncer;
+use crate::supervisor::run::now_ms;
+use crate::supervisor::state::ServiceState;
+use crate::sync::folder::FolderSync;
+use crate::sync::layout::{excluded, UserFolder};
+use crate::sync::lease::Claim;
+use crate::sync::schedule::DEBOUNCE;
+use crate::sync::trigger::Change;
+use crate::user::UserName;
+
+impl Syncer {
+    /// This pod serves `user`: claim their folders and sync them.
+    pub(super) fn serve(&mut self, user: UserName) {
+        if self.finishing.is_some() || !self.served.insert(user.clone()) {
+            return;
+        }
+        let remote_name = self.sync.remote.clone();
+        for entry in self.sync.folders.clone() {
+            let folder = UserFolder {
+                user: user.clone(),
+                kind: entry.path,
+            };
+            let local = folder.local(&self.volume);
+            let claim = self.claim(&folder);
+            match &claim {
+                Claim::Mine => self.log(&format!("{folder}: this pod syncs it")),
+                Claim::HeldBy { pod, .. } => {
+                    self.log(&format!(
+                        "{folder}: synced by the pod {pod}, which holds its lease"
+                    ));
+                }
+            }
+            if let Some(watch) = &mut self.watch {
+                watch.watch(&local);
+            }
+            let remote = format!("{remote_name}:{}", folder.remote(&self.sync.root));
+            self.folders.insert(
+                folder,
+                FolderSync::new(entry.mode, local, remote, claim, Instant::now()),
+            );
+        }
+    }
+
+    pub(super) fn claim(&self, folder: &UserFolder) -> Claim {
+        self.leases.claim(folder, now_ms()).unwrap_or_else(|err| {
+            tracing::warn!("sync: cannot claim the lease of {folder}: {err}");
+            Claim::HeldBy {
+                pod: format!("nobody (the lease cannot be written: {err})"),
+                renewed_ms: None,
+            }
+        })
+    }
+
+    /// Renews the leases this pod holds, claims those that became free or stale, and watches
+    /// folders that appeared.
+    pub(super) fn heartbeat(&mut self) {
+        // A pod whose sync failed lets its leases go stale, so a pod that can sync takes over.
+        if matches!(self.machine.state(), ServiceState::Failed { .. }) {
+            return;
+        }
+        let now = now_ms();
+        let keys: Vec<UserFolder> = self.folders.keys().cloned().collect();
+        for folder in keys {
+            let held = self.folders.get(&folder).is_some_and(FolderSync::held);
+            let claim = if held {
+                self.leases.renew(&folder, now)
+            } else {
+                self.leases.claim(&folder, now)
+            };
+            let claim = match claim {
+                Ok(claim) => claim,
+                Err(err) => {
+                    tracing::warn!("sync: cannot renew the lease of {folder}: {err}");
+                    continue;
+                }
+            };
+            let Some(state) = self.folders.get_mut(&folder) else {
+                continue;
+            };
+            match (held, &claim) {
+                (true, Claim::HeldBy { pod, .. }) => tracing::warn!(
+                    "sync: the pod {pod} took over the lease of {folder}; this pod stops syncing it"
+                ),
+                (false, Claim::Mine) => tracing::info!(
+                    "sync: took over the lease of {folder} (its holder stopped renewing it)"
+                ),
+                _ => {}
+            }
+            state.set_claim(claim, Instant::now());
+        }
+    }
+
+    /// Watches the served folders that appeared since the last look (ComfyUI creates a
+    /// user's folders when it first starts for them, a workflow folder appears with the first
+    /// saved workflow). Files written before the watch began raised no event, so a folder
+    /// watched anew counts as changed.
+    pub(super) fn watch_new_folders(&mut self) {
+        let Some(watch) = &mut self.watch else {
+            return;
+        };
+        let now = Instant::now();
+        for state in self.folders.values_mut() {
+            if !watch.watching(&state.local) && watch.watch(&state.local) {
+                let local = state.local.clone();
+                state.notice(&local, now, self.timing);
+            }
+        }
+    }
+
+    pub(super) fn full_pass(&mut self) {
+        let now = Instant::now();
+        for state in self.folders.values_mut() {
+            state.expedite(now);
+        }
+    }
+
+    pub(super) fn on_change(&mut self, change: Change) {
+        let now = Instant::now();
+        let path = match change {
+            Change::At(path) => path,
+            Change::Unknown => {
+                for state in self.folders.values_mut() {
+                    let local = state.local.clone();
+                    state.notice(&local, now, self.timing);
+                    state.expedite(now + DEBOUNCE);
+                }
+                return;
+            }
+        };
+        let Some(state) = self
+            .folders
+            .values_mut()
+            .find(|state| path.starts_with(&state.local))
+        else {
+            return;
+        };
+        if path == state.local && !path.exists() {
+            if let Some(watch) = &mut self.watch {
+                watch.forget(&path);
+            }
+        }
+        let relative = path.strip_prefix(&state.local).unwrap_or(&path);
+        if !excluded(relative) {
+            state.notice(&path, now, self.timing);
+        }
+    }
+}

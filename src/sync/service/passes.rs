@@ -1,0 +1,265 @@
+//! The passes: started when due (while rclone is ready, at most four at once outside the final
+//! sync, each after checking the lease once more), booked when they end, and followed by a
+//! dedupe when rclone reported duplicates.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{News, Syncer, LOG};
+use crate::supervisor::logs::utc_timestamp;
+use crate::supervisor::run::{now_ms, AbortOnDrop};
+use crate::supervisor::state::ServiceState;
+use crate::sync::dedupe;
+use crate::sync::folder::Running;
+use crate::sync::layout::UserFolder;
+use crate::sync::lease::Claim;
+use crate::sync::once;
+use crate::sync::pass::{self, PassOutcome, PassPlan};
+use crate::sync::rc::Stats;
+use crate::sync::report::{DedupeNote, FolderError};
+
+/// Passes of different folders that run at once (each with the manifest's transfers).
+const PARALLEL_PASSES: usize = 4;
+/// How long one dedupe may take.
+const DEDUPE_DEADLINE: Duration = Duration::from_secs(600);
+
+impl Syncer {
+    /// When the next pass may start: none while rclone is not ready, or while every slot for
+    /// passes is taken (a pass that ends is news of its own).
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        if !matches!(self.machine.state(), ServiceState::Ready { .. }) {
+            return None;
+        }
+        let finishing = match &self.finishing {
+            Some(finishing) if finishing.stopping => return None,
+            Some(_) => true,
+            None => false,
+        };
+        let running = self
+            .folders
+            .values()
+            .filter(|state| state.running.is_some())
+            .count();
+        if running >= PARALLEL_PASSES && !finishing {
+            return None;
+        }
+        self.folders
+            .values()
+            .filter(|state| state.running.is_none() && state.held())
+            .filter(|state| !(finishing && state.final_outcome.is_some()))
+            .filter_map(|state| state.due)
+            .min()
+    }
+
+    /// Starts the passes that are due, while rclone is ready.
+    pub(super) fn start_due_passes(&mut self) {
+        let finishing = match &self.finishing {
+            Some(finishing) if finishing.stopping => return,
+            Some(_) => true,
+            None => false,
+        };
+        if !matches!(self.machine.state(), ServiceState::Ready { .. }) {
+            return;
+        }
+        let now = Instant::now();
+        let mut running = self
+            .folders
+            .values()
+            .filter(|state| state.running.is_some())
+            .count();
+        let due: Vec<UserFolder> = self
+            .folders
+            .iter()
+            .filter(|(_, state)| {
+                state.held()
+                    && state.running.is_none()
+                    && state.due.is_some_and(|due| due <= now)
+                    && !(finishing && state.final_outcome.is_some())
+            })
+            .map(|(folder, _)| folder.clone())
+            .collect();
+        for folder in due {
+            // The final sync runs every folder at once: its deadline is what counts.
+            if running >= PARALLEL_PASSES && !finishing {
+                break;
+            }
+            match self.leases.renew(&folder, now_ms()) {
+                Ok(Claim::Mine) => {}
+                Ok(claim) => {
+                    if let Some(state) = self.folders.get_mut(&folder) {
+                        tracing::warn!(
+                            "sync: {folder} is no longer this pod's to sync ({claim:?})"
+                        );
+                        state.set_claim(claim, now);
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!("sync: cannot renew the lease of {folder}: {err}");
+                    if let Some(state) = self.folders.get_mut(&folder) {
+                        state.due = Some(now + self.sync.heartbeat.0);
+                    }
+                    continue;
+                }
+            }
+            self.start_pass(&folder, finishing);
+            running += 1;
+        }
+    }
+
+    pub(super) fn start_pass(&mut self, folder: &UserFolder, final_pass: bool) {
+        let Some(rcd) = &self.rcd else {
+            return;
+        };
+        let Some(state) = self.folders.get_mut(folder) else {
+            return;
+        };
+        let date = utc_timestamp(now_ms());
+        let trash = self
+            .remote
+            .as_ref()
+            .map(|remote| remote.path(&folder.trash(&self.sync.root, &date[..10])));
+        let plan = PassPlan::new(
+            &self.sync,
+            state.mode,
+            state.local.clone(),
+            state.remote.clone(),
+            trash,
+            final_pass,
+        );
+        self.runs += 1;
+        let run = self.runs;
+        let (client, news, key) = (rcd.client.clone(), self.news_tx.clone(), folder.clone());
+        let task = tokio::spawn(async move {
+            let progress_news = news.clone();
+            let progress_key = key.clone();
+            let outcome = pass::run(&client, &plan, |stats| {
+                let _ = progress_news.send(News::Progress {
+                    folder: progress_key.clone(),
+                    run,
+                    stats,
+                });
+            })
+            .await;
+            let _ = news.send(News::PassDone {
+                folder: key,
+                run,
+                outcome,
+            });
+        });
+        state.due = None;
+        state.running = Some(Running {
+            run,
+            started: Instant::now(),
+            final_pass,
+            stats: Stats::default(),
+            _task: AbortOnDrop(task),
+        });
+    }
+
+    pub(super) fn on_pass_done(&mut self, folder: &UserFolder, run: u64, outcome: PassOutcome) {
+        let finishing = self.finishing.is_some();
+        let Some(state) = self.folders.get_mut(folder) else {
+            return;
+        };
+        let Some(running) = state.running.take_if(|running| running.run == run) else {
+            return;
+        };
+        let error_shown = match &outcome {
+            PassOutcome::Failed(error) => self.redactor.redact(error).into_owned(),
+            _ => String::new(),
+        };
+        let end = state.pass_done(
+            (running.started, running.final_pass),
+            &outcome,
+            &error_shown,
+            (Instant::now(), now_ms()),
+            self.timing,
+            finishing,
+        );
+        if let Some(moved) = end.moved {
+            self.logs.push(LOG, &format!("{folder}: {moved}"));
+        }
+        if let Some(warning) = end.warning {
+            tracing::warn!("sync: {folder}: {warning}");
+        }
+        if state.duplicates && !state.deduping {
+            self.start_dedupe(folder);
+        }
+    }
+
+    pub(super) fn start_dedupe(&mut self, folder: &UserFolder) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let env = remote.env();
+        let Some(state) = self.folders.get_mut(folder) else {
+            return;
+        };
+        state.duplicates = false;
+        if state
+            .last_dedupe
+            .is_some_and(|at| at.elapsed() < dedupe::AGAIN_AFTER)
+        {
+            let error = format!("{folder} still has duplicate files on the remote after a dedupe");
+            tracing::warn!("sync: {error}");
+            state.last_error = Some(FolderError {
+                at_ms: now_ms(),
+                error,
+                hint: "another pod or program may be uploading into the same folder; check which pods sync it (their leases) and the remote".to_owned(),
+            });
+            return;
+        }
+        state.deduping = true;
+        state.last_dedupe = Some(Instant::now());
+        tracing::info!("sync: rclone reported duplicates in {}: running `rclone dedupe --dedupe-mode newest` on it", state.remote);
+        let mut command = Command::new(&self.rclone);
+        command
+            .args(dedupe::args(&state.remote))
+            .envs(env)
+            .env_remove(crate::supervisor::auth::TOKEN_ENV)
+            .env_remove(crate::supervisor::jupyter::TOKEN_ENV);
+        let (reaper, news, key) = (self.reaper.clone(), self.news_tx.clone(), folder.clone());
+        let (logs, redactor) = (Arc::clone(&self.logs), self.redactor.clone());
+        tokio::spawn(async move {
+            let outcome = match once::run(&reaper, command, DEDUPE_DEADLINE).await {
+                Ok(finished) => {
+                    for line in finished.stderr.lines().chain(finished.stdout.lines()) {
+                        logs.push(LOG, &redactor.redact(line));
+                    }
+                    if finished.success() {
+                        "kept the newest copy of each duplicate".to_owned()
+                    } else {
+                        format!(
+                            "dedupe failed: {}",
+                            redactor.redact(&finished.stderr_tail(3))
+                        )
+                    }
+                }
+                Err(err) => format!("dedupe could not run: {err}"),
+            };
+            let _ = news.send(News::Deduped {
+                folder: key,
+                outcome,
+            });
+        });
+    }
+
+    pub(super) fn on_deduped(&mut self, folder: &UserFolder, outcome: String) {
+        let Some(state) = self.folders.get_mut(folder) else {
+            return;
+        };
+        tracing::info!("sync: dedupe of {folder}: {outcome}");
+        state.deduping = false;
+        state.dedupe = Some(DedupeNote {
+            at_ms: now_ms(),
+            outcome,
+        });
+        if state.running.is_none() && state.held() {
+            state.due = Some(Instant::now());
+        }
+    }
+}
