@@ -717,7 +717,8 @@ async function addUser(event) {
 
 // ---------------------------------------------------------------- sync, models, usage, outputs
 
-// Sync and models exist once their features land: a 404 hides the section, nothing else does.
+// Sync and models show when the pod has them: a 404 (no [sync]) hides the section, and so does
+// a stack without models (the draw function hides it).
 async function optional(name, path, draw) {
   try {
     const data = await api("GET", path);
@@ -801,6 +802,7 @@ function drawSync(data) {
 // GET /api/models: {folder, models: [{dest, url, size, state, bytes, total, bytes_per_s, reason, hint}]}.
 function drawModels(data) {
   const models = Array.isArray(data) ? data : (data && data.models) || [];
+  $("models").hidden = models.length === 0;
   let missing = 0;
   let downloading = false;
   const rows = models.map((m) => {

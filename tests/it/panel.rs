@@ -81,7 +81,7 @@ fn launch_shows_starting_then_ready_without_reload_then_stopped() {
                 && gpu.contains("compute capability 8.9"),
             "{gpu}"
         );
-        assert_eq!(browser.js("return document.querySelector('#sync').hidden && document.querySelector('#models').hidden").await, true, "sync and models stay hidden while their routes do not exist");
+        assert_eq!(browser.js("return document.querySelector('#sync').hidden && document.querySelector('#models').hidden").await, true, "sync and models stay hidden for a stack without [sync] or [[model]]");
         // Opt-in, off by default, kept in localStorage.
         assert_eq!(
             browser.js("return [document.querySelector('#auto-open').checked, document.querySelector('#chime').checked, localStorage.length]").await,
