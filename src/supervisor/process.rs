@@ -49,6 +49,35 @@ pub struct Spawned {
     pub exited: oneshot::Receiver<Termination>,
 }
 
+/// How long the output pumps may take to drain after a process exited.
+const DRAIN: Duration = Duration::from_millis(500);
+
+impl ProcessGroup {
+    /// Once the process exited: waits (at most a moment) for its output `pumps` to drain, so the
+    /// lines that explain the exit are read first, kills whatever it left in its group, and
+    /// hands the termination to `report`.
+    pub fn report_exit(
+        self,
+        exited: oneshot::Receiver<Termination>,
+        pumps: [tokio::task::JoinHandle<()>; 2],
+        report: impl FnOnce(Termination) + Send + 'static,
+    ) {
+        tokio::spawn(async move {
+            let Ok(termination) = exited.await else {
+                return;
+            };
+            let _ = tokio::time::timeout(DRAIN, async {
+                for pump in pumps {
+                    let _ = pump.await;
+                }
+            })
+            .await;
+            self.signal(Signal::SIGKILL);
+            report(termination);
+        });
+    }
+}
+
 impl Reaper {
     /// Installs the SIGCHLD handler and starts the reaping task. Call inside the runtime,
     /// before the first spawn.

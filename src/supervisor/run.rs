@@ -42,8 +42,6 @@ use crate::user::UserName;
 
 /// Last log lines kept for a failure report.
 const TAIL_LINES: usize = 30;
-/// How long the output of a dead process may still drain before its exit is handled.
-const DRAIN: Duration = Duration::from_millis(500);
 /// How often a running session is noted in the usage log.
 const USAGE_TICK: Duration = Duration::from_secs(300);
 
@@ -820,18 +818,7 @@ impl Pod {
         };
         let pumps = [pump(Box::new(stdout)), pump(Box::new(stderr))];
         let internal = self.internal.clone();
-        tokio::spawn(async move {
-            let Ok(termination) = exited.await else {
-                return;
-            };
-            let _ = tokio::time::timeout(DRAIN, async {
-                for pump in pumps {
-                    let _ = pump.await;
-                }
-            })
-            .await;
-            // Whatever it left behind in its group goes with it.
-            group.signal(Signal::SIGKILL);
+        group.report_exit(exited, pumps, move |termination| {
             let _ = internal.send(Internal::Exited {
                 kind,
                 generation,

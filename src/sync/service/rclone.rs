@@ -8,7 +8,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::time::Instant;
 
@@ -29,8 +28,6 @@ use crate::sync::redact::Redactor;
 use crate::sync::remote::RemoteConfig;
 use crate::sync::report::SharedDriveNote;
 
-/// How long a dead rclone's output may still drain before its exit is handled.
-const DRAIN: Duration = Duration::from_millis(500);
 /// How long `rclone backend drives` may take.
 const LISTING_DEADLINE: Duration = Duration::from_secs(60);
 /// A Shared Drive listing that failed (network, Google) is tried again after this.
@@ -204,17 +201,7 @@ impl Syncer {
         };
         let pumps = [pump(Box::new(stdout)), pump(Box::new(stderr))];
         let news = self.news_tx.clone();
-        tokio::spawn(async move {
-            let Ok(termination) = exited.await else {
-                return;
-            };
-            let _ = tokio::time::timeout(DRAIN, async {
-                for pump in pumps {
-                    let _ = pump.await;
-                }
-            })
-            .await;
-            group.signal(Signal::SIGKILL);
+        group.report_exit(exited, pumps, move |termination| {
             let _ = news.send(News::Exited {
                 generation,
                 termination,
