@@ -14,6 +14,7 @@ pub mod problem;
 pub mod project;
 pub mod render;
 pub mod resolved;
+pub mod service;
 pub mod supervisor;
 pub mod sync;
 pub mod user;

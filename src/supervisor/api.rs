@@ -27,13 +27,13 @@ use tokio_stream::{Stream, StreamExt as _};
 use super::assets;
 use super::auth::{self, PanelAuth};
 use super::control::{Control, Refusal};
-use super::logs::{LogBook, LogLine, SUPERVISOR};
 use super::models::Models;
 use super::outputs;
-use super::run::now_ms;
-use super::state::UnixMillis;
 use super::status::Status;
 use super::usage::{self, Month};
+use crate::service::clock::now_ms;
+use crate::service::logs::{LogBook, LogLine, SUPERVISOR};
+use crate::service::state::UnixMillis;
 use crate::user::UserName;
 
 /// Request bodies are small JSON objects.
@@ -498,9 +498,9 @@ mod tests {
 
     use super::*;
     use crate::manifest::Runtime;
+    use crate::service::logs::LogLimits;
+    use crate::service::process::Reaper;
     use crate::supervisor::gpu::GpuProbe;
-    use crate::supervisor::logs::LogLimits;
-    use crate::supervisor::process::Reaper;
     use crate::supervisor::run::{Orchestrator, Setup};
     use crate::supervisor::settings;
     use crate::supervisor::status::AuthStatus;

@@ -11,32 +11,34 @@ use std::fmt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use reqwest::Client;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 use super::attention::{self, AttentionChoice, ConfirmedAttention};
-use super::auth::TOKEN_ENV as PANEL_TOKEN_ENV;
 use super::control::{Control, Refusal, Request};
-use super::exit_reason::{ExitReason, OomWatch, Termination};
 use super::gpu::{Device, GpuProbe};
 use super::jupyter::{self, JupyterPlan};
 use super::launch::{ComfyUiLaunch, LaunchPlan};
-use super::log_watch::{KnownFailure, LogEvent, LogWatch};
-use super::logs::{pump_lines, LogBook};
+use super::log_watch::{LogEvent, LogWatch};
 use super::models;
 use super::probe::{self, Relief};
-use super::process::{ProcessGroup, Reaper, Spawned};
 use super::settings::Settings;
-use super::state::{Action, Event, Service, ServiceState, UnixMillis};
-use super::status::{
-    AttentionStatus, AuthStatus, ServiceStatus, Services, Slot, SlotOff, StackStatus, Status,
-};
+use super::status::{AttentionStatus, AuthStatus, Services, Slot, SlotOff, StackStatus, Status};
 use super::usage::{SessionEvent, SessionLine, UsageLog};
 use super::users::{AddError, Roster};
+use crate::service::clock::now_ms;
+use crate::service::exit_reason::KnownFailure;
+use crate::service::exit_reason::{ExitReason, OomWatch, Termination};
+use crate::service::logs::{pump_lines, LogBook};
+use crate::service::loopback::local_client;
+use crate::service::process::{ProcessGroup, Reaper, Spawned};
+use crate::service::secrets::{self, Secret, PANEL_TOKEN_ENV};
+use crate::service::state::{Action, Event, Service, ServiceState, UnixMillis};
+use crate::service::status::ServiceStatus;
+use crate::service::task::AbortOnDrop;
 use crate::sync::{SyncHandle, SyncReport};
 use crate::user::UserName;
 
@@ -83,16 +85,6 @@ enum Internal {
         kind: Kind,
         event: Event,
     },
-}
-
-/// A task that is stopped when its owner goes.
-#[derive(Debug)]
-pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The process a service runs now.
@@ -347,7 +339,7 @@ impl Pod {
         let jupyter = (jupyter_plan != JupyterPlan::Disabled)
             .then(|| (Supervised::new("JupyterLab", &settings), jupyter_plan));
         Ok(Self {
-            client: probe::local_client()?,
+            client: local_client()?,
             comfyui: Supervised::new("ComfyUI", &settings),
             settings,
             reaper,
@@ -749,10 +741,12 @@ impl Pod {
         command
             .args(&launch.args)
             .envs(launch.env.iter().map(|(name, value)| (name, value)))
-            .env_remove(PANEL_TOKEN_ENV)
-            .env_remove(jupyter::TOKEN_ENV)
             .current_dir(&launch.cwd);
-        without_sync_secrets(&mut command);
+        // Custom nodes have no business with any of the pod's secrets.
+        secrets::withhold(
+            &mut command,
+            &[Secret::PanelToken, Secret::JupyterToken, Secret::SyncRemote],
+        );
         Ok(command)
     }
 
@@ -760,11 +754,9 @@ impl Pod {
         match self.jupyter.as_ref().map(|(_, plan)| plan) {
             Some(JupyterPlan::Run { program, args, .. }) => {
                 let mut command = Command::new(program);
-                command
-                    .args(args)
-                    .env_remove(PANEL_TOKEN_ENV)
-                    .current_dir(&self.settings.volume);
-                without_sync_secrets(&mut command);
+                command.args(args).current_dir(&self.settings.volume);
+                // Notebooks keep Jupyter's own token, and nothing else of the pod's secrets.
+                secrets::withhold(&mut command, &[Secret::PanelToken, Secret::SyncRemote]);
                 Ok(command)
             }
             Some(JupyterPlan::Refused { reason, hint }) => Err((reason.clone(), hint.clone())),
@@ -945,20 +937,6 @@ impl Pod {
     }
 }
 
-/// Keeps the sync remote's secrets (`RUNPOD_SECRET_RCLONE_*`, `PODSTACK_SYNC_*`) out of a
-/// service's environment: custom nodes and notebooks have no business with them.
-fn without_sync_secrets(command: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(|name| {
-            crate::sync::remote::SECRET_PREFIXES
-                .iter()
-                .any(|p| name.starts_with(p))
-        }) {
-            command.env_remove(name);
-        }
-    }
-}
-
 /// The next report of the sync service; never, without one.
 async fn sync_changed(
     reports: &mut Option<watch::Receiver<Arc<SyncReport>>>,
@@ -974,13 +952,4 @@ fn name_of(kind: Kind) -> &'static str {
         Kind::ComfyUi => "ComfyUI",
         Kind::Jupyter => "JupyterLab",
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> UnixMillis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }

@@ -11,8 +11,8 @@ use super::drive::SharedDrive;
 use super::pass::PassFigures;
 use super::remote::OptionSummary;
 use crate::manifest::{SyncFolderKind, SyncMode};
-use crate::supervisor::state::UnixMillis;
-use crate::supervisor::status::ServiceStatus;
+use crate::service::state::UnixMillis;
+use crate::service::status::ServiceStatus;
 
 /// The whole sync service.
 #[derive(Debug, Clone, Serialize)]
