@@ -10,6 +10,7 @@ pub mod duration;
 pub mod http;
 pub mod lock;
 pub mod manifest;
+pub mod outcome;
 pub mod problem;
 pub mod project;
 pub mod render;

@@ -39,7 +39,7 @@ use tracing_subscriber::EnvFilter;
 
 pub use settings::SuperviseArgs;
 
-use crate::cli::Outcome;
+use crate::outcome::Outcome;
 use crate::service::logs::{LogBook, LogLimits, SupervisorWriter};
 use crate::service::process;
 use crate::service::secrets::{JUPYTER_TOKEN_ENV, PANEL_TOKEN_ENV};
