@@ -6,7 +6,7 @@
 //! on a schedule that respects `min_age` (`schedule`), with a dated trash, an empty-source
 //! guard (`guard`), a delete limit and dedupe on duplicates (`dedupe`). The remote comes from
 //! the manifest plus secrets from the environment (`remote`, `redact`), with Google Drive's
-//! Shared Drive rules (`drive`). `GET /api/sync` and `/metrics` show it (`report`).
+//! Shared Drive rules (`drive`, `shared_drive`). `GET /api/sync` and `/metrics` show it (`report`).
 
 pub mod dedupe;
 pub mod drive;
@@ -24,6 +24,7 @@ pub mod remote;
 pub mod report;
 pub mod schedule;
 pub mod service;
+pub mod shared_drive;
 pub mod trigger;
 pub mod trouble;
 

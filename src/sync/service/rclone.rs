@@ -28,6 +28,7 @@ use crate::sync::rcd::{self, READY_LINE};
 use crate::sync::redact::Redactor;
 use crate::sync::remote::RemoteConfig;
 use crate::sync::report::SharedDriveNote;
+use crate::sync::shared_drive::SharedDrive;
 
 /// How long `rclone backend drives` may take.
 const LISTING_DEADLINE: Duration = Duration::from_secs(60);
@@ -84,7 +85,7 @@ impl Syncer {
                 }
                 Ok(DrivePlan::Configured(id)) => Ok(Prepared {
                     shared_drive: Some(SharedDriveNote {
-                        drive: drive::SharedDrive {
+                        drive: SharedDrive {
                             id,
                             name: String::new(),
                         },
