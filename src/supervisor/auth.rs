@@ -17,7 +17,7 @@ use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::api::ApiError;
+use super::api_error::ApiError;
 use crate::service::secrets::PANEL_TOKEN_ENV;
 
 /// The login cookie's name.

@@ -10,6 +10,8 @@
 //! refuse policy) or the panel server failed; 2 usage.
 
 pub mod api;
+pub mod api_error;
+pub mod app_state;
 pub mod assets;
 pub mod attention;
 pub mod auth;
@@ -43,7 +45,7 @@ use crate::outcome::Outcome;
 use crate::service::logs::{LogBook, LogLimits, SupervisorWriter};
 use crate::service::process;
 use crate::service::secrets::{JUPYTER_TOKEN_ENV, PANEL_TOKEN_ENV};
-use api::AppState;
+use app_state::AppState;
 use auth::PanelAuth;
 use run::{Orchestrator, Setup};
 use settings::Settings;
