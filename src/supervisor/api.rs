@@ -1,6 +1,7 @@
-//! The control panel's HTTP API (axum): thin handlers over the orchestrator's [`Control`], the
-//! logs and the usage files, one JSON error shape (`api_error`), a body size limit, and the
-//! panel page; what every handler reaches is `app_state`.
+//! The control panel's HTTP API (axum): thin handlers over the orchestrator's
+//! [`Control`](super::control::Control), the logs and the usage files, one JSON error shape
+//! (`api_error`), a body size limit, and the panel page; what every handler reaches is
+//! `app_state`.
 //!
 //! Start and stop answer at once with the new state (L14); the state lives on the server and
 //! clients stream `/api/status/stream` (or poll `/api/status`) and `/api/logs/stream`.
