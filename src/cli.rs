@@ -3,38 +3,17 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::lock::lockfile::{self, Lockfile};
 use crate::manifest::{self, Loaded, Located};
+use crate::outcome::Outcome;
 use crate::problem::Severity;
 use crate::project::{Project, StackFile};
 use crate::render;
 use crate::version::{GlibcVersion, PythonVersion};
 use crate::wheel::{Platform, WheelFilename};
-
-/// How a command ended, as the documented exit codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// 0: everything is fine.
-    Ok,
-    /// 1: a manifest is invalid, or generated files drifted.
-    Failed,
-    /// 2: the command line or the project layout is wrong.
-    Usage,
-}
-
-impl From<Outcome> for ExitCode {
-    fn from(outcome: Outcome) -> Self {
-        match outcome {
-            Outcome::Ok => ExitCode::SUCCESS,
-            Outcome::Failed => ExitCode::from(1),
-            Outcome::Usage => ExitCode::from(2),
-        }
-    }
-}
 
 const EXAMPLES: &str = "\
 Examples:

@@ -8,6 +8,7 @@ use include_dir::{include_dir, Dir};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
+use crate::compat::PYTORCH_INDEX;
 use crate::digest::{DigestInputs, StackDigest};
 use crate::lock::{Layer, LockedPackage, Lockfile};
 use crate::manifest::{Loaded, Manifest, TorchIndex};
@@ -39,8 +40,6 @@ pub const STACK_JSON: &str = "stack.json";
 pub const RUNPOD_TEMPLATE: &str = "runpod-template.json";
 /// Control panel assets, copied into the image as they are.
 pub const UI_DIR: &str = "templates/ui";
-/// Where the PyTorch wheel indexes live, one per CUDA variant.
-pub const PYTORCH_INDEX: &str = "https://download.pytorch.org/whl";
 
 /// Stands in for the digest while rendering the files the digest is computed over.
 const DIGEST_PLACEHOLDER: &str = "sha256:<digest of this stack>";

@@ -19,7 +19,7 @@ mod xformers;
 pub use gpu::Gpu;
 pub use kernel::{ArchSupport, KernelArch, KernelWheel};
 pub use rclone::{RcloneFacts, RcloneVersion};
-pub use torch::{Companion, PythonRange, TorchBuild, TorchRelease};
+pub use torch::{Companion, PythonRange, TorchBuild, TorchRelease, PYTORCH_INDEX};
 pub use xformers::{NeverPublished, XformersRelease};
 
 /// Everything podstack knows about compatibility; the checks are its methods.

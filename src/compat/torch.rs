@@ -1,5 +1,6 @@
 //! torch releases and their CUDA builds: which exist, for which Python, with which
-//! torchvision/torchaudio/triton, compiled for which GPU archs, on which base CUDA.
+//! torchvision/torchaudio/triton, compiled for which GPU archs, on which base CUDA, and where
+//! PyTorch publishes them (`PYTORCH_INDEX`, which the lock and the render both read).
 
 use std::fmt;
 
@@ -9,6 +10,9 @@ use serde::Deserialize;
 use super::{normalize_name, or_list, public, version_list, Compat};
 use crate::problem::Problem;
 use crate::version::{CudaVersion, GpuArch, PythonVersion};
+
+/// Where the PyTorch wheel indexes live, one per CUDA variant.
+pub const PYTORCH_INDEX: &str = "https://download.pytorch.org/whl";
 
 /// One torch release (`2.8.0`) and the CUDA builds it was published in.
 #[derive(Debug, Clone, Deserialize)]

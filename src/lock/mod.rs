@@ -61,7 +61,7 @@ impl Endpoints {
         };
         Self {
             pypi: var("PODSTACK_PYPI_URL", "https://pypi.org"),
-            pytorch: var("PODSTACK_PYTORCH_INDEX_URL", crate::render::PYTORCH_INDEX),
+            pytorch: var("PODSTACK_PYTORCH_INDEX_URL", crate::compat::PYTORCH_INDEX),
         }
     }
 

@@ -1,11 +1,12 @@
-//! The control panel's HTTP API (axum): thin handlers over the orchestrator's [`Control`], the
-//! logs and the usage files, one JSON error shape, a body size limit, and the panel page.
+//! The control panel's HTTP API (axum): thin handlers over the orchestrator's
+//! [`Control`](super::control::Control), the logs and the usage files, one JSON error shape
+//! (`api_error`), a body size limit, and the panel page; what every handler reaches is
+//! `app_state`.
 //!
 //! Start and stop answer at once with the new state (L14); the state lives on the server and
 //! clients stream `/api/status/stream` (or poll `/api/status`) and `/api/logs/stream`.
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,16 +25,16 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::{BroadcastStream, IntervalStream, WatchStream};
 use tokio_stream::{Stream, StreamExt as _};
 
+use super::api_error::ApiError;
+use super::app_state::AppState;
 use super::assets;
-use super::auth::{self, PanelAuth};
-use super::control::{Control, Refusal};
-use super::logs::{LogBook, LogLine, SUPERVISOR};
-use super::models::Models;
+use super::auth;
 use super::outputs;
-use super::run::now_ms;
-use super::state::UnixMillis;
 use super::status::Status;
 use super::usage::{self, Month};
+use crate::service::clock::now_ms;
+use crate::service::logs::{LogLine, SUPERVISOR};
+use crate::service::state::UnixMillis;
 use crate::user::UserName;
 
 /// Request bodies are small JSON objects.
@@ -48,22 +49,6 @@ const STREAM_RETRY: Duration = Duration::from_secs(1);
 
 /// Services whose logs the API serves.
 pub const SERVICES: [&str; 4] = ["comfyui", "jupyter", "sync", SUPERVISOR];
-
-/// What every handler can reach.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub control: Control,
-    pub logs: Arc<LogBook>,
-    pub auth: Arc<PanelAuth>,
-    /// Where `index.html` and the panel's other files are read from.
-    pub ui_dir: Arc<PathBuf>,
-    /// `<volume>/output`, every user's ComfyUI outputs.
-    pub outputs_dir: Arc<PathBuf>,
-    /// `<volume>/.podstack/sessions`, every pod's usage file.
-    pub sessions_dir: Arc<PathBuf>,
-    /// The stack's models in the shared folder.
-    pub models: Models,
-}
 
 /// The API's routes; serving them is the caller's business.
 pub fn router(state: AppState) -> Router {
@@ -92,69 +77,6 @@ pub fn router(state: AppState) -> Router {
         .layer(guard)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
-}
-
-/// An error as the API reports it: `{"error", "hint"}` with a status code.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    error: String,
-    hint: String,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, error: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self {
-            status,
-            error: error.into(),
-            hint: hint.into(),
-        }
-    }
-
-    pub fn bad_request(error: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, error, hint)
-    }
-
-    pub fn unauthorized(error: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, error, hint)
-    }
-
-    pub fn forbidden(error: impl Into<String>, hint: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, error, hint)
-    }
-
-    /// Logs what went wrong inside and tells the client only that it did.
-    pub(super) fn internal(what: &str, err: &dyn std::fmt::Display) -> Self {
-        tracing::error!("{what} failed: {err}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{what} failed inside the supervisor"),
-            "the supervisor log (GET /api/logs?service=supervisor) has the details",
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.error, "hint": self.hint})),
-        )
-            .into_response()
-    }
-}
-
-impl From<Refusal> for ApiError {
-    fn from(refusal: Refusal) -> Self {
-        let status = match refusal {
-            Refusal::UnknownUser { .. } => StatusCode::NOT_FOUND,
-            Refusal::NewUsersOff => StatusCode::FORBIDDEN,
-            Refusal::UserExists(_) => StatusCode::CONFLICT,
-            Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Refusal::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, refusal.to_string(), refusal.hint())
-    }
 }
 
 /// `Json<T>` whose rejections (bad JSON, too large, wrong type) are [`ApiError`]s.
@@ -498,9 +420,11 @@ mod tests {
 
     use super::*;
     use crate::manifest::Runtime;
+    use crate::service::logs::{LogBook, LogLimits};
+    use crate::service::process::Reaper;
+    use crate::supervisor::auth::PanelAuth;
     use crate::supervisor::gpu::GpuProbe;
-    use crate::supervisor::logs::LogLimits;
-    use crate::supervisor::process::Reaper;
+    use crate::supervisor::models::Models;
     use crate::supervisor::run::{Orchestrator, Setup};
     use crate::supervisor::settings;
     use crate::supervisor::status::AuthStatus;

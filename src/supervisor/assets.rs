@@ -10,7 +10,8 @@ use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
-use super::api::{ApiError, AppState};
+use super::api_error::ApiError;
+use super::app_state::AppState;
 
 /// The page served at `/`.
 pub const PAGE: &str = "index.html";

@@ -17,12 +17,11 @@ use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::api::ApiError;
+use super::api_error::ApiError;
+use crate::service::secrets::PANEL_TOKEN_ENV;
 
 /// The login cookie's name.
 pub const SESSION_COOKIE: &str = "podstack_session";
-/// The panel token.
-pub const TOKEN_ENV: &str = "PODSTACK_PANEL_TOKEN";
 /// A file holding the panel token (a mounted secret).
 pub const TOKEN_FILE_ENV: &str = "PODSTACK_PANEL_TOKEN_FILE";
 
@@ -62,7 +61,7 @@ impl PanelAuth {
     /// Reads the token from `PODSTACK_PANEL_TOKEN`, else from the file `PODSTACK_PANEL_TOKEN_FILE`
     /// names. An empty variable counts as unset; an unreadable or empty file is an error.
     pub fn token_from_env() -> Result<Option<String>, TokenError> {
-        if let Some(token) = std::env::var(TOKEN_ENV)
+        if let Some(token) = std::env::var(PANEL_TOKEN_ENV)
             .ok()
             .filter(|token| !token.is_empty())
         {

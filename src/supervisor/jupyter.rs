@@ -10,9 +10,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::manifest::Jupyter;
-
-/// The environment variable holding Jupyter's token.
-pub const TOKEN_ENV: &str = "JUPYTER_TOKEN";
+use crate::service::secrets::JUPYTER_TOKEN_ENV;
 
 /// What to do about JupyterLab.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,9 +41,9 @@ pub fn plan(
     let has_token = token.is_some_and(|token| !token.trim().is_empty());
     if !has_token && !config.allow_without_token {
         return JupyterPlan::Refused {
-            reason: format!("JupyterLab is not started: {TOKEN_ENV} is not set"),
+            reason: format!("JupyterLab is not started: {JUPYTER_TOKEN_ENV} is not set"),
             hint: format!(
-                "set {TOKEN_ENV} in the pod's environment (a RunPod secret), or set runtime.jupyter.allow_without_token = true for a pod nobody else can reach"
+                "set {JUPYTER_TOKEN_ENV} in the pod's environment (a RunPod secret), or set runtime.jupyter.allow_without_token = true for a pod nobody else can reach"
             ),
         };
     }

@@ -5,10 +5,9 @@
 //! as FACTS.md and the project's recording of a real start-up show.
 //! Readiness also needs `GET /system_stats` to answer 200; the driver checks that.
 
-use serde::Serialize;
-
 use super::attention::{confirm, ConfirmedAttention};
 use crate::manifest::MemoryPolicy;
+use crate::service::exit_reason::KnownFailure;
 
 /// The body of `POST /free` that unloads models and frees cached memory between prompts.
 pub const FREE_MEMORY_BODY: &str = r#"{"unload_models": true, "free_memory": true}"#;
@@ -45,22 +44,6 @@ pub enum LogEvent {
     PromptDone { seconds: Option<f64> },
     /// A line that explains why ComfyUI is about to exit.
     Failure(KnownFailure),
-}
-
-/// A failure ComfyUI names in its log before it exits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum KnownFailure {
-    /// `Port 8188 is already in use on address 0.0.0.0. ...`, or 0.3.64's traceback
-    /// `OSError: [Errno 98] error while attempting to bind on address ('0.0.0.0', 8188): address already in use`.
-    PortInUse { port: u16, address: String },
-    /// `To use the `--use-sage-attention` feature, the `sageattention` package must be
-    /// installed first.`
-    AttentionPackageMissing { flag: String, package: String },
-    /// `RuntimeError: Found no NVIDIA driver on your system. ...`
-    NoNvidiaDriver,
-    /// `main.py: error: argument --user-directory: The path '...' does not exist.` (exit 2).
-    ArgumentRefused { message: String },
 }
 
 /// Reads one ComfyUI process's log, line by line; a new process needs a new watch.

@@ -10,24 +10,22 @@
 //! refuse policy) or the panel server failed; 2 usage.
 
 pub mod api;
+pub mod api_error;
+pub mod app_state;
 pub mod assets;
 pub mod attention;
 pub mod auth;
 pub mod control;
-pub mod exit_reason;
 pub mod gpu;
 pub mod jupyter;
 pub mod launch;
 pub mod log_watch;
-pub mod logs;
 pub mod models;
 pub mod outputs;
 pub mod probe;
-pub mod process;
 pub mod run;
 pub mod self_check;
 pub mod settings;
-pub mod state;
 pub mod status;
 pub mod usage;
 pub mod users;
@@ -43,10 +41,12 @@ use tracing_subscriber::EnvFilter;
 
 pub use settings::SuperviseArgs;
 
-use crate::cli::Outcome;
-use api::AppState;
+use crate::outcome::Outcome;
+use crate::service::logs::{LogBook, LogLimits, SupervisorWriter};
+use crate::service::process;
+use crate::service::secrets::{JUPYTER_TOKEN_ENV, PANEL_TOKEN_ENV};
+use app_state::AppState;
 use auth::PanelAuth;
-use logs::{LogBook, LogLimits, SupervisorWriter};
 use run::{Orchestrator, Setup};
 use settings::Settings;
 use status::AuthStatus;
@@ -74,7 +74,7 @@ pub fn supervise(args: SuperviseArgs) -> Outcome {
         Err(err) => {
             eprintln!(
                 "error: {err}\n  hint: mount the secret there, or set {} instead",
-                auth::TOKEN_ENV
+                PANEL_TOKEN_ENV
             );
             return Outcome::Failed;
         }
@@ -187,7 +187,7 @@ async fn serve(
             token_required: auth.enabled(),
             anonymous_status,
         },
-        jupyter_token: std::env::var(jupyter::TOKEN_ENV).ok(),
+        jupyter_token: std::env::var(JUPYTER_TOKEN_ENV).ok(),
         sync: sync.clone(),
     };
     let (orchestrator, control) = match Orchestrator::new(setup) {

@@ -17,7 +17,8 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio_util::io::ReaderStream;
 
-use super::api::{ApiError, AppState};
+use super::api_error::ApiError;
+use super::app_state::AppState;
 use crate::user::UserName;
 
 /// How many images the panel shows.

@@ -10,16 +10,6 @@ use reqwest::{Client, StatusCode};
 use super::log_watch::{should_free, MemoryUse, FREE_MEMORY_BODY};
 use crate::manifest::MemoryPolicy;
 
-/// A client for the pod's own services: short timeouts, and never through a proxy from the
-/// environment.
-pub fn local_client() -> reqwest::Result<Client> {
-    Client::builder()
-        .no_proxy()
-        .connect_timeout(Duration::from_secs(1))
-        .timeout(Duration::from_secs(5))
-        .build()
-}
-
 /// The base URL of a service listening on `listen`: the loopback address when it listens on
 /// every address.
 pub fn local_base(listen: IpAddr, port: u16) -> String {

@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::gpu::Gpu;
-use super::state::{ServiceState, UnixMillis};
+use crate::service::state::{ServiceState, UnixMillis};
+use crate::service::status::ServiceStatus;
 use crate::sync::SyncReport;
 
 /// The whole pod.
@@ -94,21 +95,6 @@ pub struct SlotOff {
     /// `disabled` (the manifest turns it off) or `not-configured`.
     pub state: &'static str,
     pub note: String,
-}
-
-/// One running (or runnable) service.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServiceStatus {
-    #[serde(flatten)]
-    pub state: ServiceState,
-    /// The main pid while a process runs.
-    pub pid: Option<u32>,
-    /// Restarts after failures since the supervisor started.
-    pub restarts: u64,
-    /// Seconds from the start request to ready, of the last start that got there.
-    pub last_start_s: Option<f64>,
-    /// Where its log is: `GET /api/logs?service=<name>`.
-    pub log: &'static str,
 }
 
 /// Where a port of this pod is reached from a browser: RunPod's proxy when the pod runs there,

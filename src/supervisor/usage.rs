@@ -17,7 +17,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::launch::PodId;
-use super::state::UnixMillis;
+use crate::service::state::UnixMillis;
 
 /// One line of a pod's usage log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

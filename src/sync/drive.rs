@@ -3,17 +3,9 @@
 //! `team_drive` is filled from `rclone backend drives <remote>:` when exactly one Shared Drive
 //! is visible; none or several is an error that says what to do. Other backends pass through.
 
-use serde::{Deserialize, Serialize};
-
 use super::error::SetupError;
 use super::remote::RemoteConfig;
-
-/// A Shared Drive as `rclone backend drives` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SharedDrive {
-    pub id: String,
-    pub name: String,
-}
+use super::shared_drive::SharedDrive;
 
 /// What the remote needs before rclone can sync into it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Why the sync service cannot start, in plain words, each with what to do. None of these
 //! messages carries a secret: they name options and variables, never their values.
 
-use super::drive::SharedDrive;
+use super::shared_drive::SharedDrive;
 
 /// A problem with the remote's configuration or with rclone itself, found before any pass.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

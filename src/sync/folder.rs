@@ -16,7 +16,7 @@ use super::report::{DedupeNote, FolderError, FolderReport, FolderState, Totals};
 use super::schedule::{Pending, Timing};
 use super::trouble;
 use crate::manifest::SyncMode;
-use crate::supervisor::run::AbortOnDrop;
+use crate::service::task::AbortOnDrop;
 
 /// A pass in flight.
 #[derive(Debug)]

@@ -1,12 +1,12 @@
 //! Output sync with rclone (L21-L25), a service of the supervisor: each user folder this pod
 //! has served goes to `<remote>:<root>/<folder>/<user>` (`layout`), synced by exactly one pod
-//! at a time (`lease`), through `rclone rcd` on loopback (`rcd`, `rc`) under the supervisor's
-//! state machine (`service`), one pass per folder (`pass`, its bookkeeping in `folder`)
-//! triggered by file events (`trigger`)
+//! at a time (`lease`), through `rclone rcd` on loopback (`rcd`, `rc`) under the same service
+//! state machine as ComfyUI (`crate::service`, driven from `service`), one pass per folder
+//! (`pass`, its bookkeeping in `folder`) triggered by file events (`trigger`)
 //! on a schedule that respects `min_age` (`schedule`), with a dated trash, an empty-source
 //! guard (`guard`), a delete limit and dedupe on duplicates (`dedupe`). The remote comes from
 //! the manifest plus secrets from the environment (`remote`, `redact`), with Google Drive's
-//! Shared Drive rules (`drive`). `GET /api/sync` and `/metrics` show it (`report`).
+//! Shared Drive rules (`drive`, `shared_drive`). `GET /api/sync` and `/metrics` show it (`report`).
 
 pub mod dedupe;
 pub mod drive;
@@ -24,6 +24,7 @@ pub mod remote;
 pub mod report;
 pub mod schedule;
 pub mod service;
+pub mod shared_drive;
 pub mod trigger;
 pub mod trouble;
 

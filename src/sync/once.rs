@@ -9,8 +9,8 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt as _;
 
-use crate::supervisor::exit_reason::Termination;
-use crate::supervisor::process::Reaper;
+use crate::service::exit_reason::Termination;
+use crate::service::process::Reaper;
 
 /// What a one-shot command printed and how it ended.
 #[derive(Debug, Clone)]

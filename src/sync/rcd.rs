@@ -5,9 +5,9 @@
 //! (`--config ""`). The bandwidth and transactions-per-second limits are its global flags:
 //! rclone applies them to everything the process does, whatever a call's `_config` says.
 //!
-//! It runs under the supervisor's state machine like ComfyUI: its own process group, reaped,
-//! and restarted after a death with a short backoff (first 500 ms, at most 4 s: L22's sync
-//! that died silently for hours is restarted within 5 s).
+//! It runs under the service state machine (`crate::service`) like ComfyUI: its own process
+//! group, reaped, and restarted after a death with a short backoff (first 500 ms, at most 4 s:
+//! L22's sync that died silently for hours is restarted within 5 s).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -17,8 +17,7 @@ use rand::distributions::{Alphanumeric, DistString as _};
 
 use crate::duration::HumanDuration;
 use crate::manifest::{RestartPolicy, Sync};
-use crate::supervisor::auth::TOKEN_ENV as PANEL_TOKEN_ENV;
-use crate::supervisor::jupyter::TOKEN_ENV as JUPYTER_TOKEN_ENV;
+use crate::service::secrets::{self, Secret};
 
 /// rclone prints this once its remote control listens.
 pub const READY_LINE: &str = "Serving remote control on";
@@ -74,9 +73,8 @@ pub fn command(
     command
         .env("RCLONE_RC_USER", &login.user)
         .env("RCLONE_RC_PASS", &login.password)
-        .envs(remote_env.iter().map(|(name, value)| (name, value)))
-        .env_remove(PANEL_TOKEN_ENV)
-        .env_remove(JUPYTER_TOKEN_ENV);
+        .envs(remote_env.iter().map(|(name, value)| (name, value)));
+    secrets::withhold(&mut command, &[Secret::PanelToken, Secret::JupyterToken]);
     command
 }
 

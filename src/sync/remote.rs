@@ -11,10 +11,7 @@ use serde::Serialize;
 
 use super::error::SetupError;
 use crate::manifest::Sync;
-
-/// Environment prefixes whose variables become options of the remote, in the order they are
-/// read. RunPod exposes a secret named `RCLONE_PASS` as `RUNPOD_SECRET_RCLONE_PASS`.
-pub const SECRET_PREFIXES: [&str; 2] = ["RUNPOD_SECRET_RCLONE_", "PODSTACK_SYNC_"];
+use crate::service::secrets::SYNC_SECRET_PREFIXES;
 
 /// Whether an rclone option holds a secret (passwords, tokens, keys, credentials), which the
 /// manifest must not carry.
@@ -109,18 +106,18 @@ impl RemoteConfig {
         let mut from_env: Vec<(String, String)> = env
             .into_iter()
             .filter(|(var, value)| {
-                !value.is_empty() && SECRET_PREFIXES.iter().any(|p| var.starts_with(p))
+                !value.is_empty() && SYNC_SECRET_PREFIXES.iter().any(|p| var.starts_with(p))
             })
             .collect();
         // Variables in a fixed order, so "given twice" always names the same pair.
         from_env.sort_by_key(|(var, _)| {
             (
-                SECRET_PREFIXES.iter().position(|p| var.starts_with(p)),
+                SYNC_SECRET_PREFIXES.iter().position(|p| var.starts_with(p)),
                 var.clone(),
             )
         });
         for (var, value) in from_env {
-            let Some(option) = SECRET_PREFIXES
+            let Some(option) = SYNC_SECRET_PREFIXES
                 .iter()
                 .find_map(|prefix| var.strip_prefix(prefix))
                 .map(str::to_ascii_lowercase)

@@ -7,12 +7,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::drive::SharedDrive;
 use super::pass::PassFigures;
 use super::remote::OptionSummary;
+use super::shared_drive::SharedDrive;
 use crate::manifest::{SyncFolderKind, SyncMode};
-use crate::supervisor::state::UnixMillis;
-use crate::supervisor::status::ServiceStatus;
+use crate::service::state::UnixMillis;
+use crate::service::status::ServiceStatus;
 
 /// The whole sync service.
 #[derive(Debug, Clone, Serialize)]

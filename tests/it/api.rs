@@ -1,12 +1,12 @@
 //! The control panel's API over real HTTP, served by the real `podstack supervise`.
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::TcpStream;
+use std::io::BufRead as _;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::supervise::{http, pod};
+use crate::support::http::{event_stream, http};
+use crate::support::pod::pod;
 
 #[test]
 fn a_panel_token_guards_the_api_by_bearer_or_login_cookie() {
@@ -136,17 +136,8 @@ fn logs_page_by_cursor_and_stream_live() {
     );
     assert_eq!(first["dropped"], false);
 
-    let mut stream = TcpStream::connect(("127.0.0.1", pod.panel)).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /api/logs/stream?service=comfyui HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
-    )
-    .expect("request");
+    let mut reader = event_stream(pod.panel, "/api/logs/stream?service=comfyui");
     pod.post("/api/start", json!({"user": "alice"}));
-    let mut reader = BufReader::new(stream);
     let mut seen = String::new();
     while !seen.contains("To see the GUI go to") {
         let mut line = String::new();
@@ -221,17 +212,7 @@ fn usage_and_metrics_count_what_ran() {
 #[test]
 fn the_status_streams_every_change_as_server_sent_events() {
     let pod = pod().start();
-    let mut stream = TcpStream::connect(("127.0.0.1", pod.panel)).expect("connects");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET /api/status/stream HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\r\n",
-        pod.panel
-    )
-    .expect("request");
-    let mut reader = BufReader::new(stream);
+    let mut reader = event_stream(pod.panel, "/api/status/stream");
     let mut head = String::new();
     let mut states = Vec::new();
     let mut started = false;

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::file_server::{Behaviour, FileServer};
-use crate::supervise::free_port;
+use crate::support::file_server::{Behaviour, FileServer};
+use crate::support::http::free_port;
 use crate::support::{copy_project, podstack, Podstack};
 
 /// six 1.17.0's wheel on PyPI, as its project page lists it.

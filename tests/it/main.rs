@@ -1,6 +1,5 @@
 //! Integration tests: one test binary that runs the real `podstack` binary.
 
-mod file_server;
 mod support;
 
 mod api;

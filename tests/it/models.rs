@@ -10,8 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::file_server::{Behaviour, FileServer};
-use crate::supervise::{eventually, pod, Pod, PodBuilder};
+use crate::support::file_server::{Behaviour, FileServer};
+use crate::support::pod::{pod, Pod, PodBuilder};
+use crate::support::wait::eventually;
 
 /// Bytes that are not all alike, so a resumed download that skips or repeats some is caught.
 fn payload(len: usize, seed: u8) -> Vec<u8> {

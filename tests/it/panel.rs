@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::supervise::{http, pod, Pod, PROMPT};
+use crate::support::http::http;
+use crate::support::pod::{pod, Pod, PROMPT};
 use browser::Browser;
 use proxy::{Fault, Proxy, CLOUDFLARE_524};
 

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::supervise::{alive, eventually, free_port, http, pod, Pod, PodBuilder};
+use crate::support::http::{free_port, http};
+use crate::support::pod::{pod, Pod, PodBuilder};
+use crate::support::wait::{alive, eventually};
 use crate::support::{rclone, repo};
 
 /// A password for the WebDAV remote; rclone gets it obscured, as RUNPOD_SECRET_RCLONE_PASS.

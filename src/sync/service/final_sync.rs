@@ -6,7 +6,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::Syncer;
-use crate::supervisor::state::{Event, ServiceState};
+use crate::service::state::{Event, ServiceState};
 use crate::sync::report::{FinalFolder, FinalSync};
 
 /// The shutdown in progress.

@@ -5,8 +5,8 @@
 use tokio::time::Instant;
 
 use super::Syncer;
-use crate::supervisor::run::now_ms;
-use crate::supervisor::state::ServiceState;
+use crate::service::clock::now_ms;
+use crate::service::state::ServiceState;
 use crate::sync::folder::FolderSync;
 use crate::sync::layout::{excluded, UserFolder};
 use crate::sync::lease::Claim;

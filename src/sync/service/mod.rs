@@ -1,7 +1,8 @@
 //! The sync service: one task that prepares the remote (Drive rules), runs `rclone rcd` under
-//! the supervisor's state machine (`rclone`), holds the leases of the served users' folders and
-//! watches them (`folders`), runs their passes (`passes`), publishes a [`SyncReport`] after every
-//! change, and at shutdown runs the final sync within its deadline (`final_sync`).
+//! the service state machine (`crate::service::state`, in `rclone`), holds the leases of the
+//! served users' folders and watches them (`folders`), runs their passes (`passes`), publishes
+//! a [`SyncReport`] after every change, and at shutdown runs the final sync within its deadline
+//! (`final_sync`).
 
 mod final_sync;
 mod folders;
@@ -18,12 +19,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::manifest::Sync;
-use crate::supervisor::exit_reason::Termination;
-use crate::supervisor::logs::LogBook;
-use crate::supervisor::process::Reaper;
-use crate::supervisor::run::now_ms;
-use crate::supervisor::state::{Action, Event, Service, ServiceState};
-use crate::supervisor::status::ServiceStatus;
+use crate::service::clock::now_ms;
+use crate::service::exit_reason::Termination;
+use crate::service::logs::LogBook;
+use crate::service::process::Reaper;
+use crate::service::state::{Action, Event, Service, ServiceState};
+use crate::service::status::ServiceStatus;
 use crate::sync::error::SetupError;
 use crate::sync::folder::FolderSync;
 use crate::sync::layout::UserFolder;
@@ -111,7 +112,7 @@ impl SyncHandle {
 pub fn start(setup: SyncSetup) -> reqwest::Result<SyncHandle> {
     let (requests_tx, requests) = mpsc::unbounded_channel();
     let (news_tx, news) = mpsc::unbounded_channel();
-    let http = crate::supervisor::probe::local_client()?;
+    let http = crate::service::loopback::local_client()?;
     let syncer = Syncer::new(setup, http, news_tx, news, requests);
     let (report_tx, report) = watch::channel(Arc::new(syncer.report()));
     tokio::spawn(syncer.run(report_tx));

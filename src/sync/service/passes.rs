@@ -9,9 +9,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{News, Syncer, LOG};
-use crate::supervisor::logs::utc_timestamp;
-use crate::supervisor::run::{now_ms, AbortOnDrop};
-use crate::supervisor::state::ServiceState;
+use crate::service::clock::now_ms;
+use crate::service::logs::utc_timestamp;
+use crate::service::secrets::{self, Secret};
+use crate::service::state::ServiceState;
+use crate::service::task::AbortOnDrop;
 use crate::sync::dedupe;
 use crate::sync::folder::Running;
 use crate::sync::layout::UserFolder;
@@ -217,11 +219,8 @@ impl Syncer {
         state.last_dedupe = Some(Instant::now());
         tracing::info!("sync: rclone reported duplicates in {}: running `rclone dedupe --dedupe-mode newest` on it", state.remote);
         let mut command = Command::new(&self.rclone);
-        command
-            .args(dedupe::args(&state.remote))
-            .envs(env)
-            .env_remove(crate::supervisor::auth::TOKEN_ENV)
-            .env_remove(crate::supervisor::jupyter::TOKEN_ENV);
+        command.args(dedupe::args(&state.remote)).envs(env);
+        secrets::withhold(&mut command, &[Secret::PanelToken, Secret::JupyterToken]);
         let (reaper, news, key) = (self.reaper.clone(), self.news_tx.clone(), folder.clone());
         let (logs, redactor) = (Arc::clone(&self.logs), self.redactor.clone());
         tokio::spawn(async move {

@@ -12,11 +12,12 @@ use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::time::Instant;
 
 use super::{News, Prepared, Syncer, LOG};
-use crate::supervisor::exit_reason::{ExitReason, Termination};
-use crate::supervisor::logs::LogBook;
-use crate::supervisor::process::{ProcessGroup, Reaper, Spawned};
-use crate::supervisor::run::AbortOnDrop;
-use crate::supervisor::state::{Action, Event, ServiceState};
+use crate::service::exit_reason::{ExitReason, Termination};
+use crate::service::logs::LogBook;
+use crate::service::process::{ProcessGroup, Reaper, Spawned};
+use crate::service::secrets::{self, Secret};
+use crate::service::state::{Action, Event, ServiceState};
+use crate::service::task::AbortOnDrop;
 use crate::sync::dedupe;
 use crate::sync::drive::{self, DrivePlan};
 use crate::sync::error::SetupError;
@@ -27,6 +28,7 @@ use crate::sync::rcd::{self, READY_LINE};
 use crate::sync::redact::Redactor;
 use crate::sync::remote::RemoteConfig;
 use crate::sync::report::SharedDriveNote;
+use crate::sync::shared_drive::SharedDrive;
 
 /// How long `rclone backend drives` may take.
 const LISTING_DEADLINE: Duration = Duration::from_secs(60);
@@ -83,7 +85,7 @@ impl Syncer {
                 }
                 Ok(DrivePlan::Configured(id)) => Ok(Prepared {
                     shared_drive: Some(SharedDriveNote {
-                        drive: drive::SharedDrive {
+                        drive: SharedDrive {
                             id,
                             name: String::new(),
                         },
@@ -297,9 +299,8 @@ async fn discover(
     command
         .args(drive::listing_args(&remote))
         .args(["--config", ""])
-        .envs(remote.env())
-        .env_remove(crate::supervisor::auth::TOKEN_ENV)
-        .env_remove(crate::supervisor::jupyter::TOKEN_ENV);
+        .envs(remote.env());
+    secrets::withhold(&mut command, &[Secret::PanelToken, Secret::JupyterToken]);
     let finished = once::run(reaper, command, LISTING_DEADLINE)
         .await
         .map_err(|err| SetupError::Rclone {

@@ -10,7 +10,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
-use crate::supervise::free_port;
+use crate::support::http::free_port;
 
 /// How long the page may take to show something on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(30);

@@ -1,7 +1,8 @@
-//! Why a service ended, in plain words with a hint (L15): its exit code or signal, the
-//! out-of-memory killer when its memory cgroup's `oom_kill` counter rose while it ran (cgroup
-//! v2 `memory.events`, v1 `memory.oom_control`), and the failure its log named. "exit code 0"
-//! is never the whole story.
+//! Why any supervised service ended, in plain words with a hint (L15): its exit code or
+//! signal, the out-of-memory killer when its memory cgroup's `oom_kill` counter rose while it
+//! ran (cgroup v2 `memory.events`, v1 `memory.oom_control`), and the failure its log named
+//! ([`KnownFailure`], which the pod's ComfyUI log watch finds). "exit code 0" is never the
+//! whole story.
 
 use std::fs;
 use std::os::unix::process::ExitStatusExt;
@@ -11,7 +12,21 @@ use std::process::ExitStatus;
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-use super::log_watch::KnownFailure;
+/// A failure ComfyUI names in its log before it exits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum KnownFailure {
+    /// `Port 8188 is already in use on address 0.0.0.0. ...`, or 0.3.64's traceback
+    /// `OSError: [Errno 98] error while attempting to bind on address ('0.0.0.0', 8188): address already in use`.
+    PortInUse { port: u16, address: String },
+    /// `To use the `--use-sage-attention` feature, the `sageattention` package must be
+    /// installed first.`
+    AttentionPackageMissing { flag: String, package: String },
+    /// `RuntimeError: Found no NVIDIA driver on your system. ...`
+    NoNvidiaDriver,
+    /// `main.py: error: argument --user-directory: The path '...' does not exist.` (exit 2).
+    ArgumentRefused { message: String },
+}
 
 /// How the process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,4 +1,11 @@
-//! Running the real `podstack` binary from tests, and the project's own paths.
+//! What the integration tests share: running the real `podstack` binary and the project's own
+//! paths (here), an HTTP client (`http`), a running pod (`pod`), a file server (`file_server`)
+//! and waiting with a deadline (`wait`).
+
+pub mod file_server;
+pub mod http;
+pub mod pod;
+pub mod wait;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! Service logs: every line a service (or the supervisor itself) prints goes to a size-rotated
+//! The log book of every supervised service (ComfyUI, JupyterLab, the sync) and of the
+//! supervisor itself: every line one of them prints goes to a size-rotated
 //! file under `<volume>/.podstack/logs/<pod>/<service>.log`, to a bounded in-memory ring per
 //! service that the API pages through with stable cursors, and to a broadcast for live streams.
 //!
@@ -11,11 +12,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::broadcast;
+
+use super::clock::now_ms;
 
 /// The service name of the supervisor's own log.
 pub const SUPERVISOR: &str = "supervisor";
@@ -232,14 +234,6 @@ fn truncate(text: &str) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// `2025-10-12T09:30:00.123Z` for milliseconds since the epoch.

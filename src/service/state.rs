@@ -1,5 +1,7 @@
-//! One service's life as a pure state machine: `Service::handle(event, now)` moves the state
-//! and returns the actions for the driver to carry out (spawn, signal, schedule a timer). Time
+//! One service's life as a pure state machine, the same for every supervised process (ComfyUI
+//! and JupyterLab under the pod's orchestrator, `rclone rcd` under the sync service):
+//! `Service::handle(event, now)` moves the state and returns the actions for its driver to
+//! carry out (spawn, signal, schedule a timer). Time
 //! is passed in and nothing here spawns or sleeps, so every transition is unit-tested. The
 //! restart policy lives here: exponential backoff after a failure, and a crash loop ends in
 //! `failed` with the reason instead of restarting forever (L15). The state never reads
@@ -357,8 +359,8 @@ fn millis(duration: Duration) -> u64 {
 mod tests {
     use super::*;
     use crate::duration::HumanDuration;
-    use crate::supervisor::exit_reason::Termination;
-    use crate::supervisor::log_watch::KnownFailure;
+    use crate::service::exit_reason::KnownFailure;
+    use crate::service::exit_reason::Termination;
 
     const SECOND: u64 = 1000;
 
@@ -628,7 +630,7 @@ mod tests {
         let lines = vec!["Killed".to_owned()];
         let oom = ExitReason::new(
             Termination::Killed { signal: 9 },
-            Some(crate::supervisor::exit_reason::OomEvidence {
+            Some(crate::service::exit_reason::OomEvidence {
                 used_bytes: Some(31 << 30),
                 limit_bytes: Some(32 << 30),
             }),

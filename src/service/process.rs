@@ -1,5 +1,6 @@
-//! PID-1 duties: the child subreaper, the reaper that collects every exited child, services in
-//! their own process groups, and signals to whole groups.
+//! PID-1 duties for every supervised process, the pod's services and the sync's rclone alike:
+//! the child subreaper, the reaper that collects every exited child, services in their own
+//! process groups, and signals to whole groups.
 //!
 //! Every child the supervisor starts after start-up goes through [`Reaper::spawn`]: the reaper
 //! calls `waitpid(-1)` on each SIGCHLD, hands the status of a registered pid to its owner and

@@ -1,0 +1,27 @@
+//! What every handler of the control panel's API reaches (the API's routes in `api`, the panel
+//! page in `assets`, the outputs in `outputs`): the orchestrator's [`Control`], the logs, the
+//! panel's auth, the folders it serves from and the models.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::auth::PanelAuth;
+use super::control::Control;
+use super::models::Models;
+use crate::service::logs::LogBook;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub control: Control,
+    pub logs: Arc<LogBook>,
+    pub auth: Arc<PanelAuth>,
+    /// Where `index.html` and the panel's other files are read from.
+    pub ui_dir: Arc<PathBuf>,
+    /// `<volume>/output`, every user's ComfyUI outputs.
+    pub outputs_dir: Arc<PathBuf>,
+    /// `<volume>/.podstack/sessions`, every pod's usage file.
+    pub sessions_dir: Arc<PathBuf>,
+    /// The stack's models in the shared folder.
+    pub models: Models,
+}

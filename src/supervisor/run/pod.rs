@@ -1,0 +1,222 @@
+//! The pod as the orchestrator holds it: set up from [`Setup`] (the GPU, the attention
+//! choice, the roster, the usage log, JupyterLab's plan and the warnings that hold for the
+//! whole run), the API's requests (start, stop, add a user), the news from processes and timers
+//! routed to their handlers, and which service is which.
+
+use tokio::sync::mpsc;
+
+use super::{Internal, Kind, Pod, Setup, Supervised};
+use crate::service::clock::now_ms;
+use crate::service::loopback::local_client;
+use crate::service::secrets::PANEL_TOKEN_ENV;
+use crate::service::state::Event;
+use crate::supervisor::attention;
+use crate::supervisor::control::Refusal;
+use crate::supervisor::gpu::Device;
+use crate::supervisor::jupyter::{self, JupyterPlan};
+use crate::supervisor::usage::UsageLog;
+use crate::supervisor::users::{AddError, Roster};
+use crate::user::UserName;
+
+impl Pod {
+    pub(super) fn new(
+        setup: Setup,
+        internal: mpsc::UnboundedSender<Internal>,
+    ) -> Result<Self, reqwest::Error> {
+        let Setup {
+            settings,
+            reaper,
+            logs,
+            gpus,
+            verification,
+            auth,
+            jupyter_token,
+            sync,
+        } = setup;
+        let device = gpus.device();
+        let attention = attention::choose(
+            settings.stack.attention,
+            &device,
+            &settings.stack.attention_kernels,
+        );
+        let mut warnings = gpus.notes.clone();
+        if verification.mismatch() {
+            warnings.push(format!(
+                "This pod is not the build it should be: {}",
+                verification.summary()
+            ));
+        }
+        if device == Device::Cpu && warnings.is_empty() {
+            warnings.push("No NVIDIA GPU: ComfyUI runs on the CPU (--cpu)".to_owned());
+        }
+        if !auth.token_required {
+            warnings.push(format!(
+                "The panel has no token: anyone who reaches port {} can start and stop ComfyUI. Set {PANEL_TOKEN_ENV}.",
+                settings.panel_port
+            ));
+        }
+        let users_file = settings
+            .podstack_dir()
+            .join("users")
+            .join(format!("{}.json", settings.pod.as_str()));
+        let runtime = &settings.stack.runtime;
+        let (roster, roster_warnings) =
+            Roster::load(&runtime.users, runtime.allow_new_users, users_file);
+        warnings.extend(roster_warnings);
+        let usage = UsageLog::open(&settings.podstack_dir().join("sessions"), &settings.pod)
+            .map_err(|err| warnings.push(format!("GPU hours are not recorded: {err}")))
+            .ok();
+        let jupyter_plan = jupyter::plan(
+            &runtime.jupyter,
+            jupyter_token.as_deref(),
+            &settings.python,
+            settings.listen,
+            &settings.volume,
+        );
+        if let JupyterPlan::Run {
+            warning: Some(warning),
+            ..
+        } = &jupyter_plan
+        {
+            warnings.push(warning.clone());
+        }
+        let jupyter = (jupyter_plan != JupyterPlan::Disabled)
+            .then(|| (Supervised::new("JupyterLab", &settings), jupyter_plan));
+        Ok(Self {
+            client: local_client()?,
+            comfyui: Supervised::new("ComfyUI", &settings),
+            settings,
+            reaper,
+            logs,
+            gpus,
+            device,
+            attention,
+            confirmed: None,
+            roster,
+            auth,
+            verification,
+            started_ms: now_ms(),
+            warnings,
+            user: None,
+            jupyter,
+            usage,
+            sync,
+            generation: 0,
+            internal,
+        })
+    }
+
+    /// What runs from the start: JupyterLab when enabled (or its refusal, as a failed state).
+    pub(super) fn begin(&mut self) {
+        tracing::info!(
+            "attention: {} ({})",
+            self.attention.kernel,
+            self.attention.why
+        );
+        if self.jupyter.is_some() {
+            self.drive(Kind::Jupyter, Event::StartRequested);
+        }
+    }
+
+    pub(super) fn start(&mut self, user: UserName) -> Result<(), Refusal> {
+        if !self.roster.contains(&user) {
+            return Err(Refusal::UnknownUser {
+                user,
+                users: self.roster.names(),
+            });
+        }
+        let running_for = self
+            .comfyui
+            .process
+            .as_ref()
+            .and_then(|process| process.user.clone());
+        let switching = running_for.as_ref().is_some_and(|running| *running != user);
+        tracing::info!("start requested for {user}");
+        if let Some(sync) = &self.sync {
+            sync.serve(user.clone());
+        }
+        self.user = Some(user);
+        if switching {
+            // Stop the other user's ComfyUI; the state machine starts again once it exited.
+            self.drive(Kind::ComfyUi, Event::StopRequested);
+        }
+        self.drive(Kind::ComfyUi, Event::StartRequested);
+        Ok(())
+    }
+
+    pub(super) fn stop(&mut self) {
+        tracing::info!("stop requested");
+        self.user = None;
+        self.drive(Kind::ComfyUi, Event::StopRequested);
+    }
+
+    pub(super) fn stop_all(&mut self) {
+        tracing::info!("stopping every service");
+        self.stop();
+        if self.jupyter.is_some() {
+            self.drive(Kind::Jupyter, Event::StopRequested);
+        }
+    }
+
+    pub(super) fn add_user(&mut self, user: UserName) -> Result<(), Refusal> {
+        match self.roster.add(user.clone()) {
+            Ok(()) => {
+                tracing::info!("user {user} added");
+                Ok(())
+            }
+            Err(AddError::Off) => Err(Refusal::NewUsersOff),
+            Err(AddError::Exists(user)) => Err(Refusal::UserExists(user)),
+            Err(err @ AddError::Save { .. }) => Err(Refusal::Persist(err.to_string())),
+        }
+    }
+
+    pub(super) fn on_internal(&mut self, internal: Internal) {
+        match internal {
+            Internal::Line {
+                kind,
+                generation,
+                text,
+            } => self.on_line(kind, generation, &text),
+            Internal::Exited {
+                kind,
+                generation,
+                termination,
+            } => self.on_exit(kind, generation, termination),
+            Internal::Answering { kind, generation } => {
+                if self.current_generation(kind) == Some(generation) {
+                    self.drive(kind, Event::ReadyProbeOk);
+                }
+            }
+            Internal::Timer { kind, event } => self.drive(kind, event),
+        }
+    }
+
+    pub(super) fn all_down(&self) -> bool {
+        self.comfyui.process.is_none()
+            && self
+                .jupyter
+                .as_ref()
+                .is_none_or(|(service, _)| service.process.is_none())
+    }
+
+    pub(super) fn current_generation(&self, kind: Kind) -> Option<u64> {
+        self.supervised_ref(kind)
+            .process
+            .as_ref()
+            .map(|p| p.generation)
+    }
+
+    pub(super) fn supervised(&mut self, kind: Kind) -> &mut Supervised {
+        match (kind, &mut self.jupyter) {
+            (Kind::Jupyter, Some((jupyter, _))) => jupyter,
+            _ => &mut self.comfyui,
+        }
+    }
+
+    pub(super) fn supervised_ref(&self, kind: Kind) -> &Supervised {
+        match (kind, &self.jupyter) {
+            (Kind::Jupyter, Some((jupyter, _))) => jupyter,
+            _ => &self.comfyui,
+        }
+    }
+}

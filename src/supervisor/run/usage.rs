@@ -1,0 +1,43 @@
+//! GPU hours: the usage log's lines for ComfyUI's sessions (started, ready, running every
+//! few minutes, stopped with the reason), with the GPU it ran on.
+
+use super::Pod;
+use crate::service::clock::now_ms;
+use crate::service::state::UnixMillis;
+use crate::supervisor::gpu::Device;
+use crate::supervisor::usage::{SessionEvent, SessionLine};
+use crate::user::UserName;
+
+impl Pod {
+    pub(super) fn record_usage(&mut self, event: SessionEvent) {
+        let Some((user, session)) = self
+            .comfyui
+            .process
+            .as_ref()
+            .and_then(|process| Some((process.user.clone()?, process.session)))
+        else {
+            return;
+        };
+        self.record(&user, session, event);
+    }
+
+    pub(super) fn record(&mut self, user: &UserName, session: UnixMillis, event: SessionEvent) {
+        let gpu = match &self.device {
+            Device::Gpu(gpu) => Some(gpu.name.clone()),
+            Device::Cpu => None,
+        };
+        let Some(usage) = &mut self.usage else {
+            return;
+        };
+        let line = SessionLine {
+            session,
+            at: now_ms(),
+            user: user.to_string(),
+            gpu,
+            event,
+        };
+        if let Err(err) = usage.record(&line) {
+            tracing::warn!("{err}");
+        }
+    }
+}
