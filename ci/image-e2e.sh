@@ -40,18 +40,38 @@ ensure_docker() {
     fi
 }
 
+# What the smoke image's apt layer installs (generated/smoke/Dockerfile), already in the base:
+# the image builds with no network at all, so its `apt-get update` reaches nothing and
+# `apt-get install` finds each package installed. The label tells an older base apart.
+base_packages=ca-certificates,python3.11,python3.11-venv
+
 ensure_base() {
-    if "$docker" image inspect podstack-base:bookworm >/dev/null 2>&1; then
+    local label
+    label=$("$docker" image inspect -f '{{ index .Config.Labels "io.podstack.base-packages" }}' \
+        podstack-base:bookworm 2>/dev/null || true)
+    if [ "$label" = "$base_packages" ]; then
         return 0
     fi
-    say "making podstack-base:bookworm with debootstrap"
+    say "making podstack-base:bookworm with debootstrap (+ $base_packages)"
     local rootfs
     rootfs=$(mktemp -d)
-    debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >/tmp/podstack-e2e-debootstrap.log 2>&1 \
+    debootstrap --variant=minbase --include="$base_packages" bookworm "$rootfs" \
+        http://deb.debian.org/debian >/tmp/podstack-e2e-debootstrap.log 2>&1 \
         || { tail -20 /tmp/podstack-e2e-debootstrap.log >&2; fail "debootstrap"; }
-    tar -C "$rootfs" -c . | "$docker" import - podstack-base:bookworm >/dev/null
+    tar -C "$rootfs" -c . | "$docker" import \
+        --change "LABEL io.podstack.base-packages=$base_packages" - podstack-base:bookworm >/dev/null
     rm -rf "$rootfs"
 }
+
+# Every apt package the smoke Dockerfile installs must be in the base, or the offline build
+# fails on a machine whose BuildKit cache is empty.
+for package in $(sed -n '/apt-get install/,/^$/p' generated/smoke/Dockerfile \
+        | grep -o '^ *[a-z0-9][a-z0-9.+-]* *[\]\?$' | tr -cd 'a-z0-9.+\n-'); do
+    case ",$base_packages," in
+        *",$package,"*) ;;
+        *) fail "generated/smoke/Dockerfile installs $package, which base_packages lacks" ;;
+    esac
+done
 
 ensure_docker
 ensure_base
@@ -160,10 +180,17 @@ curl -fsS -X POST "http://127.0.0.1:$(port_of pod1 7777)/api/stop" >/dev/null
 stopped() { [ "$(comfyui_state pod1)" = "stopped" ]; }
 wait_for 30 "ComfyUI stopped" stopped
 
-say "the wheelhouse's package is installed and verified as pinned"
+say "the wheelhouse's packages are installed and verified as pinned, rclone the tests' own"
 [ "$("$docker" exec pod1 /opt/venv/bin/python -c 'import six; print(six.__version__)')" = "1.17.0" ] \
     || fail "six 1.17.0 is not importable in the image"
-"$docker" exec pod1 podstack verify | grep -q '  packages: as pinned' || fail "packages not as pinned"
+verified=$("$docker" exec pod1 podstack verify)
+echo "$verified"
+grep -q '  packages: as pinned' <<<"$verified" || fail "packages not as pinned"
+pinned=$(json 'd["rclone"]' < generated/smoke/stack.json)
+grep -q "  rclone: $pinned as pinned (rclone)" <<<"$verified" || fail "rclone is not the pinned $pinned"
+in_image=$("$docker" exec pod1 rclone version | head -n 1)
+on_host=$("$(bash ci/rclone.sh)/rclone" version | head -n 1)
+[ "$in_image" = "$on_host" ] || fail "the image runs $in_image, the tests $on_host"
 
 say "drift: a control panel file and pinned packages changed inside the running pod"
 "$docker" exec pod1 podstack verify >/dev/null || fail "verify before any change"

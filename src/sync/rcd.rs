@@ -92,6 +92,8 @@ pub fn restart_policy() -> RestartPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::exit_reason::{ExitReason, Termination};
+    use crate::service::state::{Action, Event, Service};
 
     fn sync(extra: &str) -> Sync {
         toml::from_str(&format!(
@@ -145,5 +147,43 @@ mod tests {
     #[test]
     fn logins_differ_between_boots() {
         assert_ne!(RcLogin::random().password, RcLogin::random().password);
+    }
+
+    #[test]
+    fn a_dead_rclone_is_restarted_within_five_seconds_until_ten_deaths_in_two_minutes() {
+        let mut service = Service::new("rclone", restart_policy(), std::time::Duration::ZERO);
+        service.handle(Event::StartRequested, 0);
+        let mut now = 0;
+        for death in 1..=9 {
+            service.handle(Event::Spawned, now);
+            let actions = service.handle(
+                Event::Exited {
+                    reason: ExitReason::new(Termination::Killed { signal: 9 }, None, None),
+                    last_lines: Vec::new(),
+                },
+                now,
+            );
+            let Some((after, timer)) = actions.iter().find_map(|action| match action {
+                Action::ScheduleRestart { after, timer } => Some((*after, *timer)),
+                _ => None,
+            }) else {
+                panic!("death {death}: no restart in {actions:?}");
+            };
+            assert!(
+                after <= std::time::Duration::from_secs(5),
+                "death {death}: {after:?}"
+            );
+            now += u64::try_from(after.as_millis()).unwrap();
+            service.handle(Event::RestartDue(timer), now);
+        }
+        service.handle(Event::Spawned, now);
+        let actions = service.handle(
+            Event::Exited {
+                reason: ExitReason::new(Termination::Killed { signal: 9 }, None, None),
+                last_lines: Vec::new(),
+            },
+            now,
+        );
+        assert_eq!(actions, [], "the tenth death within 2m is a crash loop");
     }
 }

@@ -52,7 +52,7 @@ fn settled(pod: &Pod, dest: &str) -> Value {
         if ["present", "failed", "missing"].contains(&entry["state"].as_str().unwrap_or_default()) {
             return entry;
         }
-        if start.elapsed() > Duration::from_secs(30) {
+        if start.elapsed() > crate::support::wait::DEADLINE {
             pod.fail(&format!("{dest} did not settle: {entry:#}"));
         }
         std::thread::sleep(Duration::from_millis(50));

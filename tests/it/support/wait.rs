@@ -2,8 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-/// How long anything may take on a loaded machine.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+/// How long anything may take on a loaded machine (the suite runs under `stress-ng --cpu 2`
+/// on two cores): a wait past this is a failure, never a measure of speed. Benchmarks in ci/
+/// measure speed.
+pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// Polls `probe` until it gives a value or the deadline passes.
 #[track_caller]
