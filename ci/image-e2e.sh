@@ -42,8 +42,10 @@ ensure_docker() {
 
 # What the smoke image's apt layer installs (generated/smoke/Dockerfile), already in the base:
 # the image builds with no network at all, so its `apt-get update` reaches nothing and
-# `apt-get install` finds each package installed. The label tells an older base apart.
-base_packages=ca-certificates,python3.11,python3.11-venv
+# `apt-get install` finds each package installed. python3-distutils provides the virtual
+# python3.11-distutils that python3.11-venv needs, which debootstrap does not resolve. The label
+# tells an older base apart.
+base_packages=ca-certificates,python3.11,python3.11-venv,python3-distutils
 
 ensure_base() {
     local label
