@@ -578,8 +578,11 @@ fn the_remote_going_away_mid_transfer_loses_nothing_doubles_nothing_and_shows_no
         !String::from_utf8_lossy(&environ).contains("RUNPOD_SECRET_RCLONE_PASS"),
         "ComfyUI does not get the sync's secrets"
     );
-    let shown = pod.everything_shown();
-    assert!(shown.contains("Copied (new)"), "the sync log is shown");
+    // rclone logs a copy once the file is in place: wait for the line.
+    let shown = eventually("the sync log to show a copy", || {
+        let shown = pod.everything_shown();
+        shown.contains("Copied (new)").then_some(shown)
+    });
     for secret in [secret.as_str(), DAV_PASSWORD] {
         assert!(!shown.contains(secret), "a secret was shown");
     }
@@ -658,11 +661,10 @@ fn two_supervisors_on_one_volume_sync_each_folder_exactly_once() {
     write(&volume.join("output/alice/after.png"), b"later");
     expected.insert("ComfyUI/output/alice/after.png".to_owned(), 5);
     wait_remote(&second, remote.path(), &expected);
-    let report = second.report();
-    assert!(
-        folder(&report, "alice", "output")["held_by"].is_null(),
-        "{report:#}"
-    );
+    // The report follows the pass that uploaded the file: wait for it too.
+    second.wait_report("pod-b to hold alice's output", |report| {
+        folder(report, "alice", "output")["held_by"].is_null()
+    });
     eventually("pod-b's sync log to name the copy", || {
         log("pod-b").contains("after.png: Copied").then_some(())
     });
