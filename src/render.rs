@@ -13,6 +13,11 @@ use crate::lock::{Layer, LockedPackage, Lockfile};
 use crate::manifest::{Loaded, Manifest, TorchIndex};
 use crate::project::Project;
 use crate::resolved::{paths, PinnedPackage, ResolvedStack};
+use crate::shell::ShellWord;
+use crate::value::{
+    self, AptPackage, CommitHash, DownloadUrl, FolderName, GitRef, GitRevision, GitUrl,
+    ImageDigest, ImageReference, Invalid, PinnedImage, ProjectPath, Sha256, WheelLink,
+};
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
@@ -70,6 +75,8 @@ pub enum RenderError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{key}: {invalid}")]
+    Invalid { key: String, invalid: Invalid },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -78,30 +85,32 @@ pub enum RenderError {
     },
 }
 
-/// Everything the templates see; built from the manifest, never the manifest itself.
+/// Everything the templates see; built from the manifest, never the manifest itself. Every
+/// value from the manifest or lock is a validated type; what reaches a `RUN` line is a
+/// [`ShellWord`].
 #[derive(Debug, Serialize)]
 struct RenderContext<'a> {
     header: String,
     stack: StackContext<'a>,
     image_tag: String,
     digest: String,
-    builder_image: String,
-    base_image: String,
+    builder_image: PinnedImage,
+    base_image: PinnedImage,
     python: String,
     venv: &'static str,
     runtime_dir: &'static str,
     comfyui_dir: &'static str,
-    apt: Vec<String>,
+    apt: Vec<ShellWord>,
     torch: Option<TorchContext>,
-    wheels: Vec<String>,
+    wheels: Vec<ShellWord>,
     packages: bool,
     /// Requirement lines, each with its `--hash` options when the stack is locked.
     requirements: Vec<String>,
     /// Every requirement line carries the hashes of its files (`stacks/<stack>.lock`).
     requirements_hashed: bool,
     constraints: Vec<String>,
-    comfyui: ComfyUiContext<'a>,
-    custom_nodes: Vec<CustomNodeContext<'a>>,
+    comfyui: ComfyUiContext,
+    custom_nodes: Vec<CustomNodeContext>,
     ports: Vec<u16>,
 }
 
@@ -120,19 +129,19 @@ struct TorchContext {
 }
 
 #[derive(Debug, Serialize)]
-struct ComfyUiContext<'a> {
-    path: Option<&'a str>,
-    repo: Option<&'a str>,
-    commit: Option<&'a str>,
+struct ComfyUiContext {
+    path: Option<ProjectPath>,
+    repo: Option<ShellWord>,
+    commit: Option<ShellWord>,
     requirements: bool,
 }
 
 #[derive(Debug, Serialize)]
-struct CustomNodeContext<'a> {
-    name: String,
-    repo: &'a str,
+struct CustomNodeContext {
+    name: ShellWord,
+    repo: ShellWord,
     /// The pinned commit, or the branch or tag an unlocked manifest follows.
-    commit: &'a str,
+    commit: ShellWord,
     requirements: bool,
 }
 
@@ -228,7 +237,7 @@ fn render_templates(
     digest: &str,
 ) -> Result<BTreeMap<String, String>, RenderError> {
     let env = environment()?;
-    let context = RenderContext::new(manifest, layers, shown_as, digest);
+    let context = RenderContext::new(manifest, layers, shown_as, digest)?;
     let mut files = BTreeMap::new();
     files.insert(
         RUNPOD_TEMPLATE.to_owned(),
@@ -280,21 +289,62 @@ fn normalise_text(text: &str) -> String {
     text
 }
 
+/// A value of the manifest as its validated type; render only runs on validated stacks, so
+/// this fails only when a caller skipped validation.
+fn typed<T>(key: &str, parsed: Result<T, Invalid>) -> Result<T, RenderError> {
+    parsed.map_err(|invalid| RenderError::Invalid {
+        key: key.to_owned(),
+        invalid,
+    })
+}
+
+fn pinned_image(
+    key: &str,
+    image: &str,
+    digest: Option<&String>,
+) -> Result<PinnedImage, RenderError> {
+    Ok(PinnedImage {
+        image: typed(key, ImageReference::parse(image))?,
+        digest: digest
+            .map(|digest| typed(key, ImageDigest::parse(digest)))
+            .transpose()?,
+    })
+}
+
+fn revision(
+    key: &str,
+    commit: Option<&str>,
+    git_ref: Option<&str>,
+) -> Result<Option<ShellWord>, RenderError> {
+    let revision = match (commit, git_ref) {
+        (Some(commit), _) => GitRevision::Commit(typed(key, CommitHash::parse(commit))?),
+        (None, Some(git_ref)) => GitRevision::Ref(typed(key, GitRef::parse(git_ref))?),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(ShellWord::of(&revision)))
+}
+
 impl<'a> RenderContext<'a> {
-    fn new(manifest: &'a Manifest, layers: &Layers, shown_as: &str, digest: &str) -> Self {
+    fn new(
+        manifest: &'a Manifest,
+        layers: &Layers,
+        shown_as: &str,
+        digest: &str,
+    ) -> Result<Self, RenderError> {
         let base = &manifest.base;
         let python = base.python.to_string();
-        let mut apt: Vec<String> = [
+        let mut apt: Vec<AptPackage> = [
             format!("python{python}"),
             format!("python{python}-venv"),
             "ca-certificates".to_owned(),
         ]
-        .into_iter()
-        .chain(manifest.system.apt.iter().cloned())
-        .collect();
+        .iter()
+        .chain(&manifest.system.apt)
+        .map(|name| typed("system.apt", AptPackage::parse(name)))
+        .collect::<Result<_, _>>()?;
         let clones = manifest.comfyui.repo.is_some() || !manifest.comfyui.custom_nodes.is_empty();
         if clones {
-            apt.push("git".to_owned());
+            apt.push(typed("system.apt", AptPackage::parse("git"))?);
         }
         apt.sort();
         apt.dedup();
@@ -304,6 +354,15 @@ impl<'a> RenderContext<'a> {
             .iter()
             .flat_map(|torch| torch.specs())
             .collect();
+        if let Some(torch) = &manifest.torch {
+            for (key, version) in [
+                ("torch.version", &torch.version),
+                ("torch.torchvision", &torch.torchvision),
+                ("torch.torchaudio", &torch.torchaudio),
+            ] {
+                typed(key, value::BareVersion::parse(version))?;
+            }
+        }
         let torch = manifest.torch.as_ref().map(|torch| TorchContext {
             index_url: (torch.index == TorchIndex::Pytorch)
                 .then(|| format!("{PYTORCH_INDEX}/{}", torch.cuda.torch_variant())),
@@ -311,15 +370,43 @@ impl<'a> RenderContext<'a> {
             hashed: layers.torch.is_some(),
         });
 
-        let with_digest = |image: &str, digest: &Option<String>| match digest {
-            Some(digest) => format!("{image}@{digest}"),
-            None => image.to_owned(),
-        };
+        let mut wheels = Vec::new();
+        for wheel in &manifest.wheels {
+            let url = typed("wheel.url", DownloadUrl::parse(&wheel.url))?;
+            let sha256 = wheel
+                .sha256
+                .as_deref()
+                .map(|hash| typed("wheel.sha256", Sha256::parse(hash)))
+                .transpose()?;
+            wheels.push(ShellWord::of(&WheelLink::new(&url, sha256.as_ref())));
+        }
+        for line in &manifest.python.packages {
+            typed("python.packages", value::requirement_line(line))?;
+        }
+        let comfyui = &manifest.comfyui;
+        let mut custom_nodes = Vec::new();
+        for node in &comfyui.custom_nodes {
+            let key = "comfyui.custom_nodes";
+            custom_nodes.push(CustomNodeContext {
+                name: ShellWord::of(&typed(key, FolderName::parse(&node.folder_name()))?),
+                repo: ShellWord::of(&typed(key, GitUrl::parse(&node.repo))?),
+                commit: revision(key, node.commit.as_deref(), node.git_ref.as_deref())?
+                    .ok_or_else(|| RenderError::Invalid {
+                        key: key.to_owned(),
+                        invalid: Invalid {
+                            message: format!("`{}` has no commit", node.repo),
+                            hint: "validate the stack first".to_owned(),
+                        },
+                    })?,
+                requirements: node.requirements,
+            });
+        }
+
         let mut ports = vec![manifest.runtime.panel_port, manifest.runtime.comfyui_port];
         if manifest.runtime.jupyter.enabled {
             ports.push(manifest.runtime.jupyter.port);
         }
-        Self {
+        Ok(Self {
             header: header(shown_as),
             stack: StackContext {
                 name: &manifest.stack.name,
@@ -327,22 +414,19 @@ impl<'a> RenderContext<'a> {
             },
             image_tag: image_tag(manifest, digest),
             digest: digest.to_owned(),
-            builder_image: with_digest(&base.builder, &base.builder_digest),
-            base_image: with_digest(&base.image, &base.digest),
+            builder_image: pinned_image(
+                "base.builder",
+                &base.builder,
+                base.builder_digest.as_ref(),
+            )?,
+            base_image: pinned_image("base.image", &base.image, base.digest.as_ref())?,
             python,
             venv: paths::VENV,
             runtime_dir: paths::RUNTIME,
             comfyui_dir: paths::COMFYUI,
-            apt,
+            apt: apt.iter().map(ShellWord::of).collect(),
             torch,
-            wheels: manifest
-                .wheels
-                .iter()
-                .map(|wheel| match &wheel.sha256 {
-                    Some(hash) => format!("{}#sha256={hash}", wheel.url),
-                    None => wheel.url.clone(),
-                })
-                .collect(),
+            wheels,
             packages: layers
                 .packages
                 .as_ref()
@@ -356,32 +440,28 @@ impl<'a> RenderContext<'a> {
             requirements_hashed: layers.packages.is_some(),
             constraints: torch_specs,
             comfyui: ComfyUiContext {
-                path: manifest.comfyui.path.as_deref(),
-                repo: manifest.comfyui.repo.as_deref(),
-                commit: manifest
-                    .comfyui
-                    .commit
+                path: comfyui
+                    .path
                     .as_deref()
-                    .or(manifest.comfyui.git_ref.as_deref()),
-                requirements: manifest.comfyui.requirements,
+                    .map(|path| typed("comfyui.path", ProjectPath::parse(path)))
+                    .transpose()?,
+                repo: comfyui
+                    .repo
+                    .as_deref()
+                    .map(|repo| {
+                        typed("comfyui.repo", GitUrl::parse(repo)).map(|url| ShellWord::of(&url))
+                    })
+                    .transpose()?,
+                commit: revision(
+                    "comfyui.commit",
+                    comfyui.commit.as_deref(),
+                    comfyui.git_ref.as_deref(),
+                )?,
+                requirements: comfyui.requirements,
             },
-            custom_nodes: manifest
-                .comfyui
-                .custom_nodes
-                .iter()
-                .map(|node| CustomNodeContext {
-                    name: node.folder_name(),
-                    repo: &node.repo,
-                    commit: node
-                        .commit
-                        .as_deref()
-                        .or(node.git_ref.as_deref())
-                        .unwrap_or_default(),
-                    requirements: node.requirements,
-                })
-                .collect(),
+            custom_nodes,
             ports,
-        }
+        })
     }
 }
 

@@ -142,7 +142,7 @@ pub fn update_names(manifest: &Manifest, old: Option<&Lockfile>) -> BTreeSet<Str
         names.insert(node.folder_name().to_ascii_lowercase());
     }
     for line in lockfile::requested(manifest) {
-        if let Ok(requirement) = line.parse::<PackageRequirement>() {
+        if let Ok(requirement) = crate::manifest::parse_requirement(&line) {
             names.insert(normalize_name(requirement.name.as_ref()));
         }
     }

@@ -331,7 +331,7 @@ fn locks_url_wheels_through_redirects_and_dropped_connections() {
         .expect_code(0);
     let dockerfile = std::fs::read_to_string(out.path().join("t/Dockerfile")).expect("written");
     assert!(
-        dockerfile.contains(&format!("\"{demo_url}#sha256={}\"", sha256(&demo))),
+        dockerfile.contains(&format!("'{demo_url}#sha256={}'", sha256(&demo))),
         "{dockerfile}"
     );
 }
