@@ -474,6 +474,14 @@ impl Checker {
         let version = comfyui_cli::flags_version();
         for (i, arg) in args.iter().enumerate() {
             let key = format!("runtime.comfyui_args[{i}]");
+            if arg.chars().any(char::is_control) {
+                self.error(
+                    key,
+                    format!("`{arg}` has a control character"),
+                    "each argument is one word of ComfyUI's command line, without newlines or NUL",
+                );
+                continue;
+            }
             match comfyui_cli::resolve(arg) {
                 Argument::Value => {}
                 Argument::Flag(flag) => {

@@ -392,6 +392,13 @@ const HOSTILE: &[(&str, &str, &str, &str, &str)] = &[
         "ComfyUI would exit with `unrecognized arguments`; its flags are listed in src/compat/data/comfyui_flags.toml",
     ),
     (
+        "args-control-character",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\ncomfyui_args = [\"--preview-method\", \"auto\\u0000\"]",
+        r#"27:37: error: `auto\u{0}` has a control character"#,
+        "each argument is one word of ComfyUI's command line, without newlines or NUL",
+    ),
+    (
         "torch-local",
         "version = \"2.8.0\"",
         "version = \"2.8.0+cu129\"",
