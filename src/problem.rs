@@ -61,7 +61,7 @@ impl Problem {
 
 /// Control characters as escapes (`\n`), so a value quoted in a message cannot break the
 /// `file:line:col: error:` line or forge another.
-fn one_line(text: &str) -> String {
+pub fn one_line(text: &str) -> String {
     text.chars()
         .map(|c| {
             if c.is_control() {

@@ -577,6 +577,19 @@ impl PackageName {
     pub fn normalized(&self) -> String {
         crate::compat::normalize_name(&self.0)
     }
+
+    /// The name when it is already in its PEP 503 form, as a lock file writes names.
+    pub fn normalized_only(self) -> Result<(), Invalid> {
+        let normalized = self.normalized();
+        if normalized == self.0 {
+            Ok(())
+        } else {
+            Err(Invalid::new(
+                format!("`{}` is not a normalised (PEP 503) name", self.0),
+                format!("a lock file names packages as `{normalized}`"),
+            ))
+        }
+    }
 }
 
 /// The name a PEP 508 line starts with, checked before a parser sees the line (pep508_rs

@@ -269,7 +269,7 @@ impl Lockfile {
         for (i, package) in self.packages.iter().enumerate() {
             check(
                 format!("package[{i}].name"),
-                PackageName::parse(&package.name).map(drop),
+                PackageName::parse(&package.name).and_then(PackageName::normalized_only),
             );
             check(
                 format!("package[{i}].version"),
