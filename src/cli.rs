@@ -492,7 +492,18 @@ fn lock(arg: &str, updates: &[String]) -> anyhow::Result<Outcome> {
     }
     let lock_path = lockfile::path_for(&file.path);
     let shown_lock = lockfile::path_for(Path::new(&file.shown_as));
-    let old = Lockfile::read(&lock_path, &manifest.stack.name)?;
+    // A lock whose fields are not what they name is not kept from: everything is resolved again.
+    let old = match Lockfile::read(&lock_path, &manifest.stack.name) {
+        Err(lockfile::LockfileError::Fields { located, .. }) => {
+            eprint!("{located}");
+            eprintln!(
+                "{}: not trusted; every input is resolved again",
+                shown_lock.display()
+            );
+            None
+        }
+        read => read?,
+    };
     let known = crate::lock::update_names(manifest, old.as_ref());
     let mut wanted = std::collections::BTreeSet::new();
     for name in updates {

@@ -33,16 +33,24 @@ fn run_commands(dockerfile: &str) -> Vec<String> {
         .collect()
 }
 
-/// The text of a command with every single-quoted part emptied: what `sh` interprets.
+/// The text of a command with every single-quoted part emptied and every backslash escape
+/// (`\'`) made a plain `_`: what `sh` interprets.
 fn unquoted(command: &str) -> String {
     let mut out = String::new();
     let mut quoted = false;
-    for c in command.chars() {
-        if c == '\'' {
-            quoted = !quoted;
-            out.push(c);
-        } else if !quoted {
-            out.push(c);
+    let mut chars = command.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '\\' if !quoted => {
+                chars.next();
+                out.push('_');
+            }
+            _ if !quoted => out.push(c),
+            _ => {}
         }
     }
     out
@@ -51,7 +59,7 @@ fn unquoted(command: &str) -> String {
 /// The simple commands of a `RUN` line, split as `sh` splits words, at `&&` and `;`.
 fn simple_commands(command: &str) -> Vec<Vec<String>> {
     let active = unquoted(command);
-    for c in ['$', '`', '|', '<', '>', '(', ')', '"', '\\', '\n', '#'] {
+    for c in ['$', '`', '|', '<', '>', '(', ')', '"', '\n', '#'] {
         assert!(!active.contains(c), "`{c}` reaches sh in {command:?}");
     }
     for word in active.split_whitespace() {
