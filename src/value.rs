@@ -592,13 +592,32 @@ impl PackageName {
     }
 }
 
-/// The name a PEP 508 line starts with, checked before a parser sees the line (pep508_rs
-/// 0.9 panics on a name ending in `.`, `-` or `_`).
+/// The name a PEP 508 line starts with and its extras, checked before a parser sees the line
+/// (pep508_rs 0.9 panics on a name or extra that ends in `.`, `-` or `_`).
 pub fn requirement_name(line: &str) -> Result<PackageName, Invalid> {
     let name_end = line
         .find(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
         .unwrap_or(line.len());
-    PackageName::parse(&line[..name_end])
+    let name = PackageName::parse(&line[..name_end])?;
+    if let Some(extras) = line[name_end..].trim_start().strip_prefix('[') {
+        let extras = extras.split(']').next().unwrap_or(extras);
+        for extra in extras
+            .split(',')
+            .map(str::trim)
+            .filter(|extra| !extra.is_empty())
+        {
+            let end = extra
+                .find(|c: char| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
+                .unwrap_or(extra.len());
+            if PackageName::parse(&extra[..end]).is_err() {
+                return Err(Invalid::new(
+                    format!("`{extra}` is not an extra name"),
+                    "an extra is ASCII letters and digits, with `.`, `-` or `_` only between them (PEP 508), e.g. `socks`",
+                ));
+            }
+        }
+    }
+    Ok(name)
 }
 
 /// A requirement line as pip reads it from a requirements file carries nothing but the
@@ -857,6 +876,10 @@ mod tests {
         assert!(PackageName::parse("scipy-").is_err());
         assert!(requirement_name("scipy-==1.16.2").is_err());
         assert!(requirement_name("scipy==1.16.2").is_ok());
+        for line in ["x[a-]==1", "x[a.]", "x[a_, b]", "x [ a- ]", "x[b,a-"] {
+            assert!(requirement_name(line).is_err(), "{line}");
+        }
+        assert!(requirement_name("requests[socks, security]>=2").is_ok());
         assert!(BareVersion::parse("2.8.0").is_ok());
         assert!(BareVersion::parse("2.8.0+cu129").is_err());
         assert!(BareVersion::parse("v2.8.0").is_err());

@@ -317,7 +317,7 @@ const PLAUSIBLE: [&str; 13] = [
     "node",
     "https://github.com/a/",
     "nvidia/cuda:12.9.1",
-    "einops==0.8.1",
+    "einops",
     "2.8.0",
     "stack",
     "--preview-method",
@@ -384,6 +384,23 @@ proptest! {
         };
         let value = if slot == 1 { format!("{value}/{wheel}") } else { value };
         if let Some((manifest, dockerfile)) = render_text(&manifest_with(slot, &value)) {
+            assert_runs_as_intended(&manifest, &dockerfile);
+        }
+    }
+
+    /// Lines near the PEP 508 grammar, where a parser's own edge cases live (a name or an
+    /// extra ending in `.`, `-` or `_` made pep508_rs 0.9 panic).
+    #[test]
+    fn requirement_lines_never_panic(
+        line in "[a-zA-Z0-9]{0,3}[._-]{0,2} ?(\\[ ?[a-z0-9]{0,2}[._-]{0,2}( ?, ?[a-z0-9]{0,2}[._-]?)? ?\\]?)?( ?(==|>=|~=|===|@ )[0-9a-z.+*_-]{0,6})?( ?; ?(python_version|extra) ?[<>=!]{1,2} ?'[0-9a-z._-]{0,4}')?",
+    ) {
+        let _ = podstack::manifest::parse_requirement(&line);
+        let quoted = toml::Value::String(line.clone()).to_string();
+        let text = valid_manifest().replace(
+            "\"xformers==0.0.32.post2\"",
+            &format!("\"xformers==0.0.32.post2\", {quoted}"),
+        );
+        if let Some((manifest, dockerfile)) = render_text(&text) {
             assert_runs_as_intended(&manifest, &dockerfile);
         }
     }

@@ -336,6 +336,13 @@ const HOSTILE: &[(&str, &str, &str, &str, &str)] = &[
         "write `name==version`, e.g. `einops==0.8.1`",
     ),
     (
+        "package-extra-trailing-dash",
+        "\"xformers==0.0.32.post2\"",
+        "\"xformers==0.0.32.post2\", \"requests[socks-]==2.32.5\"",
+        "16:39: error: `requests[socks-]==2.32.5` is not a PEP 508 requirement: `socks-` is not an extra name",
+        "write `name==version`, e.g. `einops==0.8.1`",
+    ),
+    (
         "package-pip-option",
         "\"xformers==0.0.32.post2\"",
         "\"xformers==0.0.32.post2\", \"einops==0.8.1 --hash=sha256:00\"",
