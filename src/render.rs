@@ -16,7 +16,8 @@ use crate::resolved::{paths, PinnedPackage, ResolvedStack};
 use crate::shell::ShellWord;
 use crate::value::{
     self, AptPackage, CommitHash, DownloadUrl, FolderName, GitRef, GitRevision, GitUrl,
-    ImageDigest, ImageReference, Invalid, PinnedImage, ProjectPath, Sha256, WheelLink,
+    ImageDigest, ImageReference, Invalid, PackageName, PinnedImage, PipRequirement, ProjectPath,
+    Sha256, WheelLink,
 };
 
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
@@ -105,10 +106,10 @@ struct RenderContext<'a> {
     wheels: Vec<ShellWord>,
     packages: bool,
     /// Requirement lines, each with its `--hash` options when the stack is locked.
-    requirements: Vec<String>,
+    requirements: Vec<PipRequirement>,
     /// Every requirement line carries the hashes of its files (`stacks/<stack>.lock`).
     requirements_hashed: bool,
-    constraints: Vec<String>,
+    constraints: Vec<PipRequirement>,
     comfyui: ComfyUiContext,
     custom_nodes: Vec<CustomNodeContext>,
     ports: Vec<u16>,
@@ -124,7 +125,7 @@ struct StackContext<'a> {
 struct TorchContext {
     index_url: Option<String>,
     /// torch.lock.txt's lines: torch's closure with hashes when locked, else the three specs.
-    requirements: Vec<String>,
+    requirements: Vec<PipRequirement>,
     hashed: bool,
 }
 
@@ -164,7 +165,7 @@ pub fn render(
     let manifest = &loaded.manifest;
     let shown_as = &loaded.source.shown_as;
     let mut resolved = ResolvedStack::new(manifest, &header(shown_as));
-    let layers = Layers::of(manifest, lock);
+    let layers = Layers::of(manifest, lock)?;
     if let Some(locked) = lock.filter(|lock| lock.python_is_current(manifest)) {
         resolved.pin_packages(locked.packages.iter().map(|package| PinnedPackage {
             name: package.name.clone(),
@@ -208,30 +209,36 @@ fn image_tag(manifest: &Manifest, digest: &str) -> String {
 /// The pip installs' requirement lines, with hashes where the lock has the layer.
 #[derive(Debug)]
 struct Layers {
-    torch: Option<Vec<String>>,
-    packages: Option<Vec<String>>,
+    torch: Option<Vec<PipRequirement>>,
+    packages: Option<Vec<PipRequirement>>,
 }
 
 impl Layers {
-    fn of(manifest: &Manifest, lock: Option<&Lockfile>) -> Self {
+    fn of(manifest: &Manifest, lock: Option<&Lockfile>) -> Result<Self, RenderError> {
         let hashed = |layer| {
             lock.and_then(|lock| lock.layer(manifest, layer))
                 .map(|packages| packages.into_iter().map(hashed_line).collect())
+                .transpose()
         };
-        Self {
-            torch: hashed(Layer::Torch),
-            packages: hashed(Layer::Packages),
-        }
+        Ok(Self {
+            torch: hashed(Layer::Torch)?,
+            packages: hashed(Layer::Packages)?,
+        })
     }
 }
 
-/// `name==version` and a `--hash` line per file, as pip's hash-checking mode reads them.
-fn hashed_line(package: &LockedPackage) -> String {
-    let mut line = format!("{}=={}", package.name, package.version);
-    for file in &package.files {
-        line.push_str(&format!(" \\\n    --hash=sha256:{}", file.sha256));
-    }
-    line
+/// `name==version` and a `--hash` line per file, from a lock entry (checked when it was read).
+fn hashed_line(package: &LockedPackage) -> Result<PipRequirement, RenderError> {
+    let hashes = package
+        .files
+        .iter()
+        .map(|file| typed("package.files.sha256", Sha256::parse(&file.sha256)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PipRequirement::pinned(
+        &typed("package.name", PackageName::parse(&package.name))?,
+        &typed("package.version", value::locked_version(&package.version))?,
+        &hashes,
+    ))
 }
 
 fn render_templates(
@@ -353,18 +360,20 @@ impl<'a> RenderContext<'a> {
         apt.sort();
         apt.dedup();
 
-        let torch_specs: Vec<String> = manifest
-            .torch
-            .iter()
-            .flat_map(|torch| torch.specs())
-            .collect();
+        let mut torch_specs = Vec::new();
         if let Some(torch) = &manifest.torch {
-            for (key, version) in [
-                ("torch.version", &torch.version),
-                ("torch.torchvision", &torch.torchvision),
-                ("torch.torchaudio", &torch.torchaudio),
+            for (name, key, version) in [
+                ("torch", "torch.version", &torch.version),
+                ("torchvision", "torch.torchvision", &torch.torchvision),
+                ("torchaudio", "torch.torchaudio", &torch.torchaudio),
             ] {
-                typed(key, value::BareVersion::parse(version))?;
+                let bare = typed(key, value::BareVersion::parse(version))?;
+                let local = typed(
+                    key,
+                    value::locked_version(&torch.local_version(&bare.to_string())),
+                )?;
+                let name = typed(key, PackageName::parse(name))?;
+                torch_specs.push(PipRequirement::pinned(&name, &local, &[]));
             }
         }
         let torch = manifest.torch.as_ref().map(|torch| TorchContext {
@@ -383,9 +392,6 @@ impl<'a> RenderContext<'a> {
                 .map(|hash| typed("wheel.sha256", Sha256::parse(hash)))
                 .transpose()?;
             wheels.push(ShellWord::of(&WheelLink::new(&url, sha256.as_ref())));
-        }
-        for line in &manifest.python.packages {
-            typed("python.packages", value::requirement_line(line))?;
         }
         let comfyui = &manifest.comfyui;
         let mut custom_nodes = Vec::new();
@@ -437,10 +443,15 @@ impl<'a> RenderContext<'a> {
                 .map_or(!manifest.python.packages.is_empty(), |lines| {
                     !lines.is_empty()
                 }),
-            requirements: layers
-                .packages
-                .clone()
-                .unwrap_or_else(|| manifest.python.packages.clone()),
+            requirements: match &layers.packages {
+                Some(lines) => lines.clone(),
+                None => manifest
+                    .python
+                    .packages
+                    .iter()
+                    .map(|line| typed("python.packages", PipRequirement::line(line)))
+                    .collect::<Result<_, _>>()?,
+            },
             requirements_hashed: layers.packages.is_some(),
             constraints: torch_specs,
             comfyui: ComfyUiContext {

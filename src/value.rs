@@ -616,6 +616,40 @@ pub fn requirement_line(line: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// One entry of a pip requirements file, made only from checked values: a `[python]
+/// packages` line that is nothing but a requirement, or `name==version` with the sha256 of
+/// each file (pip's hash-checking mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipRequirement(String);
+
+impl PipRequirement {
+    pub fn line(line: &str) -> Result<Self, Invalid> {
+        requirement_name(line)?;
+        requirement_line(line)?;
+        Ok(Self(line.to_owned()))
+    }
+
+    pub fn pinned(name: &PackageName, version: &Version, hashes: &[Sha256]) -> Self {
+        let mut line = format!("{name}=={version}");
+        for hash in hashes {
+            line.push_str(&format!(" \\\n    --hash=sha256:{hash}"));
+        }
+        Self(line)
+    }
+}
+
+impl fmt::Display for PipRequirement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for PipRequirement {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
 /// A PEP 440 version as written: its normal form, with no local part (`+cu129`) where a
 /// bare version is meant.
 #[derive(Debug, Clone, PartialEq, Eq)]
