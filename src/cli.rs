@@ -237,6 +237,10 @@ fn checked(file: &StackFile, strict: bool) -> Option<Checked> {
     let mut lock =
         match Lockfile::read(&lockfile::path_for(&file.path), &loaded.manifest.stack.name) {
             Ok(lock) => lock,
+            Err(err @ lockfile::LockfileError::Fields { .. }) => {
+                eprintln!("{err}");
+                return None;
+            }
             Err(err) => {
                 eprintln!("error: {err}");
                 return None;
@@ -263,11 +267,42 @@ fn checked(file: &StackFile, strict: bool) -> Option<Checked> {
     Some(Checked { loaded, lock })
 }
 
+/// The stacks of one run by name: two manifests of one name would render into one
+/// `generated/<name>/`.
+#[derive(Debug, Default)]
+struct StackNames(std::collections::BTreeMap<String, String>);
+
+impl StackNames {
+    /// Records a checked stack; `None` (with the error printed) when another manifest of this
+    /// run has its name.
+    fn claim(&mut self, checked: Checked) -> Option<Checked> {
+        let name = &checked.loaded.manifest.stack.name;
+        let shown_as = &checked.loaded.source.shown_as;
+        match self.0.get(name) {
+            Some(other) => {
+                let problem = crate::problem::Problem::error(
+                    "stack.name",
+                    format!("stack name `{name}` is also the name of {other}: both would render generated/{name}/"),
+                )
+                .with_hint("give each manifest its own stack.name");
+                eprintln!("{}", checked.loaded.source.locate(problem));
+                eprintln!("{shown_as}: 1 error(s); nothing was rendered");
+                None
+            }
+            None => {
+                self.0.insert(name.clone(), shown_as.clone());
+                Some(checked)
+            }
+        }
+    }
+}
+
 fn check(args: &[String], strict: bool) -> anyhow::Result<Outcome> {
     let project = project()?;
     let mut outcome = Outcome::Ok;
+    let mut names = StackNames::default();
     for file in stack_files(&project, args)? {
-        match checked(&file, strict) {
+        match checked(&file, strict).and_then(|checked| names.claim(checked)) {
             Some(checked) => println!(
                 "{}: ok ({})",
                 file.shown_as, checked.loaded.manifest.stack.name
@@ -287,8 +322,9 @@ fn build(
     let project = project()?;
     let out = out.map_or_else(|| project.root.join("generated"), Path::to_owned);
     let mut outcome = Outcome::Ok;
+    let mut names = StackNames::default();
     for file in stack_files(&project, args)? {
-        let Some(checked) = checked(&file, strict) else {
+        let Some(checked) = checked(&file, strict).and_then(|checked| names.claim(checked)) else {
             outcome = Outcome::Failed;
             continue;
         };
@@ -447,7 +483,18 @@ fn lock(arg: &str, updates: &[String]) -> anyhow::Result<Outcome> {
     }
     let lock_path = lockfile::path_for(&file.path);
     let shown_lock = lockfile::path_for(Path::new(&file.shown_as));
-    let old = Lockfile::read(&lock_path, &manifest.stack.name)?;
+    // A lock whose fields are not what they name is not kept from: everything is resolved again.
+    let old = match Lockfile::read(&lock_path, &manifest.stack.name) {
+        Err(lockfile::LockfileError::Fields { located, .. }) => {
+            eprint!("{located}");
+            eprintln!(
+                "{}: not trusted; every input is resolved again",
+                shown_lock.display()
+            );
+            None
+        }
+        read => read?,
+    };
     let known = crate::lock::update_names(manifest, old.as_ref());
     let mut wanted = std::collections::BTreeSet::new();
     for name in updates {
@@ -606,7 +653,7 @@ fn verify(
 }
 
 fn wheel_compat(filename: &str, python: PythonVersion, glibc: Option<GlibcVersion>) -> Outcome {
-    let name = filename.rsplit('/').next().unwrap_or(filename);
+    let name = crate::value::link_file_name(filename);
     let wheel: WheelFilename = match name.parse() {
         Ok(wheel) => wheel,
         Err(err) => {

@@ -10,6 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HumanDuration(pub Duration);
 
+const MAX_MILLIS: u64 = 30 * 24 * 3_600_000;
+
 const UNITS: [(&str, u64); 4] = [("ms", 1), ("s", 1_000), ("m", 60_000), ("h", 3_600_000)];
 
 impl HumanDuration {
@@ -36,10 +38,14 @@ impl FromStr for HumanDuration {
             .iter()
             .find(|(name, _)| *name == unit)
             .ok_or_else(bad)?;
-        number
-            .checked_mul(*millis)
-            .map(Self::from_millis)
-            .ok_or_else(bad)
+        let millis = number.checked_mul(*millis).ok_or_else(bad)?;
+        // Far past anything podstack waits for, and safe to add to any clock reading.
+        if millis > MAX_MILLIS {
+            return Err(format!(
+                "`{s}` is longer than 30 days, more than podstack ever waits; write at most `720h`"
+            ));
+        }
+        Ok(Self::from_millis(millis))
     }
 }
 

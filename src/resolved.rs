@@ -99,7 +99,8 @@ impl ResolvedStack {
                 })
             })
             .chain(manifest.wheels.iter().filter_map(|wheel| {
-                let mut parts = wheel.file_name().split('-');
+                let file_name = wheel.file_name();
+                let mut parts = file_name.split('-');
                 Some(PinnedPackage {
                     name: crate::compat::normalize_name(parts.next()?),
                     version: parts.next()?.to_owned(),

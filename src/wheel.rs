@@ -81,7 +81,8 @@ impl FromStr for WheelFilename {
             }
         }
         let tag_set = |what: &str, set: &str| -> Result<Vec<String>, WheelFilenameError> {
-            let tags: Vec<String> = set.split('.').map(str::to_owned).collect();
+            // pip (packaging's `parse_tag`) reads tags in lower case.
+            let tags: Vec<String> = set.split('.').map(str::to_ascii_lowercase).collect();
             let well_formed = |tag: &String| {
                 !tag.is_empty() && tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             };
@@ -405,6 +406,13 @@ fn platform_fit(tag: &str, platform: &Platform) -> Result<(String, Option<String
     }
     if let Some((glibc, arch)) = manylinux(tag) {
         arch_matches(arch)?;
+        let oldest = oldest_manylinux(arch);
+        if glibc.major != 2 || glibc < oldest {
+            return Err(format!(
+                "`{tag}` is not a tag pip installs: manylinux tags on {arch} start at glibc {oldest} (`manylinux_2_{}_{arch}`)",
+                oldest.minor
+            ));
+        }
         return match platform.glibc {
             Some(have) if have < glibc => Err(format!(
                 "`{tag}` needs glibc >= {glibc}, the base has {have}"
@@ -448,6 +456,16 @@ fn manylinux(tag: &str) -> Option<(GlibcVersion, &str)> {
     Some((GlibcVersion::new(major, minor), parts.next()?))
 }
 
+/// The oldest glibc pip generates `manylinux_2_Y` tags for (packaging's `_manylinux`): 2.5
+/// on x86_64 and i686, 2.17 elsewhere; no glibc 1.x tag exists at all.
+fn oldest_manylinux(arch: &str) -> GlibcVersion {
+    if arch == "x86_64" || arch == "i686" {
+        GlibcVersion::new(2, 5)
+    } else {
+        GlibcVersion::new(2, 17)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,6 +482,32 @@ mod tests {
             .parse::<WheelFilename>()
             .unwrap()
             .check(&platform(python, glibc))
+    }
+
+    #[test]
+    fn reads_tags_as_pip_does() {
+        let upper = check(
+            "x-1.0-CP311-CP311-MANYLINUX_2_28_X86_64.whl",
+            "3.11",
+            Some("2.35"),
+        );
+        assert!(upper.is_ok(), "{upper:?}");
+        assert_eq!(
+            check("x-1.0-cp311-cp311-manylinux_2_4_x86_64.whl", "3.11", Some("2.35")),
+            Err(vec!["`manylinux_2_4_x86_64` is not a tag pip installs: manylinux tags on x86_64 start at glibc 2.5 (`manylinux_2_5_x86_64`)".to_owned()])
+        );
+        assert!(check(
+            "x-1.0-cp311-cp311-manylinux_1_5_x86_64.whl",
+            "3.11",
+            Some("2.35")
+        )
+        .is_err());
+        assert!(check(
+            "x-1.0-cp311-cp311-manylinux_2_5_x86_64.whl",
+            "3.11",
+            Some("2.35")
+        )
+        .is_ok());
     }
 
     const SAGE: &str = "sageattention-2.2.0.post4-cp39-abi3-linux_x86_64.whl";

@@ -14,6 +14,10 @@ use super::target::Target;
 use crate::compat::normalize_name;
 use crate::manifest::{exact_pin, Manifest, PackageRequirement};
 use crate::problem::Problem;
+use crate::value::{
+    self, CommitHash, DownloadUrl, GitRef, GitUrl, ImageDigest, ImageReference, Invalid,
+    PackageName, Sha256,
+};
 
 /// The format version this podstack writes and reads.
 pub const LOCK_VERSION: u32 = 1;
@@ -131,6 +135,14 @@ pub enum LockfileError {
         stack: String,
         reason: String,
     },
+    /// Fields that are not what they name, each at its place in the lock file.
+    #[error("{located}{path}: {count} error(s) in the lock file; nothing was rendered\n  hint: run `podstack lock {stack}` to write it again")]
+    Fields {
+        path: String,
+        stack: String,
+        count: usize,
+        located: String,
+    },
 }
 
 /// The lock file of a manifest: `stacks/<stack>.lock` beside `stacks/<stack>.toml`.
@@ -184,7 +196,95 @@ impl Lockfile {
                 lock.version
             )));
         }
+        let problems = lock.problems();
+        if !problems.is_empty() {
+            let source = crate::manifest::Source {
+                path: path.to_owned(),
+                shown_as: path.display().to_string(),
+                text,
+            };
+            let count = problems.len();
+            let located: String = problems
+                .into_iter()
+                .map(|problem| format!("{}\n", source.locate(problem)))
+                .collect();
+            return Err(LockfileError::Fields {
+                path: path.display().to_string(),
+                stack: stack.to_owned(),
+                count,
+                located,
+            });
+        }
         Ok(Some(lock))
+    }
+
+    /// Every field that reaches an image, a command or pip, checked as the manifest's are:
+    /// a lock is reviewed as data and must stay data.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut check = |key: String, result: Result<(), Invalid>| {
+            if let Err(invalid) = result {
+                problems.push(invalid.at(key));
+            }
+        };
+        for (i, image) in self.images.iter().enumerate() {
+            check(
+                format!("image[{i}].image"),
+                ImageReference::parse(&image.image).map(drop),
+            );
+            check(
+                format!("image[{i}].digest"),
+                ImageDigest::parse(&image.digest).map(drop),
+            );
+        }
+        for (i, git) in self.git.iter().enumerate() {
+            check(format!("git[{i}].repo"), GitUrl::parse(&git.repo).map(drop));
+            check(
+                format!("git[{i}].ref"),
+                GitRef::parse(&git.git_ref).map(drop),
+            );
+            check(
+                format!("git[{i}].commit"),
+                CommitHash::parse(&git.commit).map(drop),
+            );
+        }
+        for (i, wheel) in self.wheels.iter().enumerate() {
+            check(
+                format!("wheel[{i}].url"),
+                DownloadUrl::parse(&wheel.url).map(drop),
+            );
+            check(
+                format!("wheel[{i}].sha256"),
+                Sha256::parse(&wheel.sha256).map(drop),
+            );
+        }
+        if let Some(python) = &self.python {
+            for (i, name) in python.sdist.iter().enumerate() {
+                check(
+                    format!("python.sdist[{i}]"),
+                    PackageName::parse(name).map(drop),
+                );
+            }
+        }
+        for (i, package) in self.packages.iter().enumerate() {
+            check(
+                format!("package[{i}].name"),
+                PackageName::parse(&package.name).and_then(PackageName::normalized_only),
+            );
+            check(
+                format!("package[{i}].version"),
+                value::locked_version(&package.version).map(drop),
+            );
+            for (j, file) in package.files.iter().enumerate() {
+                let key = format!("package[{i}].files[{j}]");
+                check(format!("{key}.file"), value::release_file_name(&file.file));
+                check(
+                    format!("{key}.sha256"),
+                    Sha256::parse(&file.sha256).map(drop),
+                );
+            }
+        }
+        problems
     }
 
     /// Whether the Python packages were resolved for exactly this manifest.
@@ -255,7 +355,7 @@ impl Lockfile {
             return;
         }
         for line in &mut manifest.python.packages {
-            let Ok(requirement) = line.parse::<PackageRequirement>() else {
+            let Ok(requirement) = crate::manifest::parse_requirement(line) else {
                 continue;
             };
             if exact_pin(&requirement).is_some() {

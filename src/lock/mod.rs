@@ -34,7 +34,7 @@ pub use progress::Progress;
 use crate::compat::normalize_name;
 use crate::download::{self, DownloadError};
 use crate::http::Http;
-use crate::manifest::{Manifest, PackageRequirement, TorchIndex};
+use crate::manifest::{Manifest, TorchIndex};
 use crate::wheel::WheelFilename;
 use index::Index;
 use lockfile::{LockedGit, LockedImage, LockedWheel, PythonLock, LOCK_VERSION};
@@ -142,7 +142,7 @@ pub fn update_names(manifest: &Manifest, old: Option<&Lockfile>) -> BTreeSet<Str
         names.insert(node.folder_name().to_ascii_lowercase());
     }
     for line in lockfile::requested(manifest) {
-        if let Ok(requirement) = line.parse::<PackageRequirement>() {
+        if let Ok(requirement) = crate::manifest::parse_requirement(&line) {
             names.insert(normalize_name(requirement.name.as_ref()));
         }
     }
@@ -524,7 +524,7 @@ async fn lock_python(
     let mut roots = Vec::new();
     let mut errors = Vec::new();
     for (i, line) in requested.iter().enumerate() {
-        match PackageRequirement::from_str(line) {
+        match crate::manifest::parse_requirement(line) {
             Ok(requirement) => roots.push(Root {
                 requirement,
                 layer: if i < torch_lines {

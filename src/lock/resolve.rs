@@ -10,7 +10,6 @@
 //! backtracked.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr as _;
 
 use futures_util::stream::{self, StreamExt as _};
 use pep440_rs::{Operator, Version, VersionSpecifiers};
@@ -391,7 +390,7 @@ impl Resolver<'_> {
         let requires = requires
             .iter()
             .map(|line| {
-                PackageRequirement::from_str(line).map_err(|err| ResolveError {
+                crate::manifest::parse_requirement(line).map_err(|err| ResolveError {
                     package: name.to_owned(),
                     message: format!(
                         "{name} {version} requires `{line}`, which does not parse: {err}"

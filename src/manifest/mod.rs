@@ -675,17 +675,23 @@ pub type PackageRequirement = pep508_rs::Requirement<pep508_rs::VerbatimUrl>;
 impl PythonPackages {
     /// Each line with its parse result; validation reports the lines that do not parse.
     pub fn requirements(&self) -> impl Iterator<Item = (&str, Result<PackageRequirement, String>)> {
-        self.packages.iter().map(|line| {
-            let parsed = line.parse::<PackageRequirement>().map_err(|err| {
-                err.to_string()
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned()
-            });
-            (line.as_str(), parsed)
-        })
+        self.packages
+            .iter()
+            .map(|line| (line.as_str(), parse_requirement(line)))
     }
+}
+
+/// A PEP 508 line, its name checked before pep508_rs sees it (0.9 panics on a name that ends
+/// in `.`, `-` or `_`).
+pub fn parse_requirement(line: &str) -> Result<PackageRequirement, String> {
+    crate::value::requirement_name(line).map_err(|invalid| invalid.message)?;
+    line.parse::<PackageRequirement>().map_err(|err| {
+        err.to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    })
 }
 
 /// The version a requirement pins exactly (`==1.2` or `===1.2`), if it does.
@@ -708,10 +714,10 @@ pub fn exact_pin(requirement: &PackageRequirement) -> Option<String> {
 }
 
 impl Wheel {
-    /// The wheel's filename: the URL's last path segment, without query or fragment.
-    pub fn file_name(&self) -> &str {
-        let path = self.url.split(['?', '#']).next().unwrap_or(&self.url);
-        path.rsplit('/').next().unwrap_or(path)
+    /// The wheel's filename as pip reads it: the URL's last path segment, without query or
+    /// fragment, percent-decoded (`%2B` is `+`).
+    pub fn file_name(&self) -> String {
+        crate::value::link_file_name(&self.url)
     }
 }
 

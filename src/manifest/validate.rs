@@ -5,11 +5,17 @@ use std::collections::BTreeSet;
 
 use pep440_rs::Version;
 
+use crate::duration::HumanDuration;
+
 use super::{exact_pin, AttentionPolicy, ComfyUi, Manifest, Runtime, Sync, TorchIndex};
-use crate::comfyui_cli;
+use crate::comfyui_cli::{self, Argument};
 use crate::compat::{Companion, Compat};
 use crate::problem::Problem;
 use crate::user::UserName;
+use crate::value::{
+    self, AptPackage, BareVersion, CommitHash, DownloadUrl, FolderName, GitRef, GitUrl,
+    ImageDigest, ImageReference, Invalid, PackageName, ProjectPath, Sha256,
+};
 use crate::wheel::{check_wheel, Platform, WheelFilename};
 
 /// Checks a manifest. Unpinned inputs are warnings, or errors when `strict`.
@@ -20,6 +26,7 @@ pub fn validate(manifest: &Manifest, strict: bool) -> Vec<Problem> {
     };
     check.stack(manifest);
     check.base(manifest);
+    check.system(manifest);
     check.python_packages(manifest);
     check.comfyui(&manifest.comfyui);
     check.attention(manifest);
@@ -29,6 +36,7 @@ pub fn validate(manifest: &Manifest, strict: bool) -> Vec<Problem> {
     }
     check.rclone(manifest);
     check.models(manifest);
+    check.deploy(manifest);
     check.compat(manifest);
     check.problems
 }
@@ -60,14 +68,18 @@ impl Checker {
             .push(Problem::unpinned(key, message, self.strict).with_hint(hint));
     }
 
+    /// Records why a value is not of its kind; `Some` with the value when it is.
+    fn parsed<T>(&mut self, key: impl Into<String>, parsed: Result<T, Invalid>) -> Option<T> {
+        parsed
+            .map_err(|invalid| self.problems.push(invalid.at(key)))
+            .ok()
+    }
+
     fn sha256(&mut self, key: &str, value: Option<&str>, what: &str, how: &str) {
         match value {
-            Some(hash) if is_hex(hash, 64) => {}
-            Some(hash) => self.error(
-                key,
-                format!("`{hash}` is not a sha256"),
-                "write the 64 lower-case hex digits of `sha256sum <file>`",
-            ),
+            Some(hash) => {
+                self.parsed(key, Sha256::parse(hash));
+            }
             None => self.unpinned(
                 key,
                 format!("{what} is not pinned by sha256"),
@@ -79,7 +91,7 @@ impl Checker {
     fn stack(&mut self, manifest: &Manifest) {
         let name = &manifest.stack.name;
         let valid = name.len() <= 64
-            && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && value::is_path_component(name)
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -87,7 +99,47 @@ impl Checker {
             self.error(
                 "stack.name",
                 format!("stack name `{name}` is not a valid image name"),
-                "use lower-case letters, digits and dashes, starting with a letter or digit (at most 64)",
+                "use lower-case letters, digits and dashes, starting and ending with a letter or digit (at most 64)",
+            );
+        }
+        let version = &manifest.stack.version;
+        if !version.build.is_empty() {
+            self.error(
+                "stack.version",
+                format!("`{version}` cannot be part of an image tag: a tag has no `+`"),
+                "drop the build metadata (`+...`); a pre-release (`1.0.0-rc.1`) or a new version works",
+            );
+        } else if !value::is_tag(&format!("{version}-{}", "0".repeat(12))) {
+            self.error(
+                "stack.version",
+                format!("`{version}` is too long for an image tag"),
+                "image tags are at most 128 characters, and podstack adds `-<12 hex>`",
+            );
+        }
+    }
+
+    fn system(&mut self, manifest: &Manifest) {
+        for (i, package) in manifest.system.apt.iter().enumerate() {
+            self.parsed(format!("system.apt[{i}]"), AptPackage::parse(package));
+        }
+    }
+
+    fn deploy(&mut self, manifest: &Manifest) {
+        let deploy = &manifest.deploy;
+        if !deploy.registry.is_empty() {
+            self.parsed(
+                "deploy.registry",
+                value::check_registry(&deploy.registry, &manifest.stack.name),
+            );
+        }
+        if !(1..=4096).contains(&deploy.container_disk_gb) {
+            self.error(
+                "deploy.container_disk_gb",
+                format!(
+                    "a container disk of {} GB is not one a pod can have",
+                    deploy.container_disk_gb
+                ),
+                "use 1-4096 GB (the default is 50); models and outputs live on the volume",
             );
         }
     }
@@ -101,9 +153,15 @@ impl Checker {
                 "put the image without `@sha256:...` in base.image and the digest in base.digest",
             );
         }
-        let tag = image_tag(&base.image);
-        match tag {
-            None if !base.local => self.error(
+        let image = if base.image.contains('@') {
+            None
+        } else {
+            self.parsed("base.image", ImageReference::parse(&base.image))
+        };
+        self.parsed("base.builder", ImageReference::parse(&base.builder));
+        let tag = image.as_ref().map(ImageReference::tag);
+        match tag.flatten() {
+            None if !base.local && image.is_some() => self.error(
                 "base.image",
                 format!("`{}` has no tag, which means `latest`", base.image),
                 "name an exact tag, e.g. `nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04`",
@@ -147,16 +205,7 @@ impl Checker {
     }
 
     fn image_digest(&mut self, key: &str, digest: &str) {
-        let valid = digest
-            .strip_prefix("sha256:")
-            .is_some_and(|hex| is_hex(hex, 64));
-        if !valid {
-            self.error(
-                key,
-                format!("`{digest}` is not an image digest"),
-                "write `sha256:` and 64 lower-case hex digits",
-            );
-        }
+        self.parsed(key, ImageDigest::parse(digest));
     }
 
     fn python_packages(&mut self, manifest: &Manifest) {
@@ -174,6 +223,7 @@ impl Checker {
                     continue;
                 }
             };
+            self.parsed(&key, value::requirement_line(line));
             let name = requirement.name.to_string();
             if ["torch", "torchvision", "torchaudio"].contains(&name.as_str()) {
                 self.error(
@@ -197,6 +247,9 @@ impl Checker {
                 );
             }
         }
+        for (i, name) in manifest.python.sdist.iter().enumerate() {
+            self.parsed(format!("python.sdist[{i}]"), PackageName::parse(name));
+        }
     }
 
     fn comfyui(&mut self, comfyui: &ComfyUi) {
@@ -212,13 +265,7 @@ impl Checker {
                 );
             }
             (None, Some(path)) if !from_git => {
-                if path.starts_with('/') || path.split('/').any(|part| part == "..") {
-                    self.error(
-                        "comfyui.path",
-                        format!("`{path}` is not a folder inside the project"),
-                        "give a relative path inside the project, e.g. `tests/fixtures/comfyui`",
-                    );
-                }
+                self.parsed("comfyui.path", ProjectPath::parse(path));
             }
             _ => self.error(
                 "comfyui",
@@ -237,6 +284,20 @@ impl Checker {
                 &format!("{key}.repo"),
             );
             let name = node.folder_name();
+            match &node.name {
+                Some(given) => {
+                    self.parsed(format!("{key}.name"), FolderName::parse(given));
+                }
+                None => {
+                    if let Err(invalid) = FolderName::parse(&name) {
+                        self.error(
+                            format!("{key}.repo"),
+                            invalid.message,
+                            "give the node `name = \"...\"`, a folder name of letters, digits, `.`, `_` and `-`",
+                        );
+                    }
+                }
+            }
             if !names.insert(name.clone()) {
                 self.error(
                     &key,
@@ -248,23 +309,23 @@ impl Checker {
     }
 
     fn repo(&mut self, key: &str, repo: &str) {
-        if !repo.starts_with("https://") {
-            self.error(
-                key,
-                format!("`{repo}` is not an https git URL"),
-                "write e.g. `https://github.com/Comfy-Org/ComfyUI`",
-            );
-        }
+        self.parsed(key, GitUrl::parse(repo));
     }
 
     fn commit(&mut self, key: &str, commit: Option<&str>, git_ref: Option<&str>, repo_key: &str) {
+        if let Some(git_ref) = git_ref {
+            let ref_key = format!("{}.ref", key.trim_end_matches(".commit"));
+            if GitRef::parse(git_ref)
+                .map_err(|invalid| self.problems.push(invalid.at(ref_key)))
+                .is_err()
+            {
+                return;
+            }
+        }
         match (commit, git_ref) {
-            (Some(commit), _) if is_hex(commit, 40) => {}
-            (Some(commit), _) => self.error(
-                key,
-                format!("`{commit}` is not a full commit hash"),
-                "write all 40 hex digits, or name the branch or tag as `ref` and let `podstack lock` pin it (L5)",
-            ),
+            (Some(commit), _) => {
+                self.parsed(key, CommitHash::parse(commit));
+            }
             (None, Some(git_ref)) => self.unpinned(
                 repo_key,
                 format!("the repository follows `{git_ref}`, which moves"),
@@ -352,14 +413,27 @@ impl Checker {
                 );
             }
         }
-        for (i, arg) in runtime.comfyui_args.iter().enumerate() {
-            if let Some(why) = comfyui_cli::managed_flag(arg) {
-                self.error(
-                    format!("runtime.comfyui_args[{i}]"),
-                    format!("`{arg}` is set by podstack"),
-                    format!("remove it: {why}"),
-                );
-            }
+        self.comfyui_args(&runtime.comfyui_args);
+        if runtime.stop_grace > MAX_STOP_GRACE {
+            self.error(
+                "runtime.stop_grace",
+                format!(
+                    "a stop grace of {} is longer than a pod is given to stop",
+                    runtime.stop_grace
+                ),
+                format!("use at most {MAX_STOP_GRACE} (the default is 10s); RunPod kills a pod soon after SIGTERM anyway"),
+            );
+        }
+        let parallel = runtime.models.parallel;
+        if !(1..=32).contains(&parallel) {
+            self.error(
+                "runtime.models.parallel",
+                format!("{parallel} downloads at a time is not a number a pod can run"),
+                "use 1-32 (the default is 2)",
+            );
+        }
+        if let Some(url) = &runtime.verify.latest_digest_url {
+            self.https_url("runtime.verify.latest_digest_url", url);
         }
         for (key, percent) in [
             (
@@ -392,6 +466,53 @@ impl Checker {
                 "0 failures would count every start as a crash loop",
                 "use at least 1 (the default is 5)",
             );
+        }
+    }
+
+    /// Each argument as ComfyUI's argparse reads it (unique prefixes, `=` forms), then the
+    /// rule that podstack's own flags are podstack's.
+    fn comfyui_args(&mut self, args: &[String]) {
+        let version = comfyui_cli::flags_version();
+        for (i, arg) in args.iter().enumerate() {
+            let key = format!("runtime.comfyui_args[{i}]");
+            if arg.chars().any(char::is_control) {
+                self.error(
+                    key,
+                    format!("`{arg}` has a control character"),
+                    "each argument is one word of ComfyUI's command line, without newlines or NUL",
+                );
+                continue;
+            }
+            match comfyui_cli::resolve(arg) {
+                Argument::Value => {}
+                Argument::Flag(flag) => {
+                    if let Some(why) = comfyui_cli::managed_flag(arg) {
+                        let read_as = if arg == flag {
+                            String::new()
+                        } else {
+                            format!(" (ComfyUI reads it as `{flag}`)")
+                        };
+                        self.error(
+                            key,
+                            format!("`{arg}` is set by podstack{read_as}"),
+                            format!("remove it: {why}"),
+                        );
+                    }
+                }
+                Argument::Ambiguous(flags) => self.error(
+                    key,
+                    format!(
+                        "`{arg}` is ambiguous: ComfyUI {version} could read it as {}",
+                        flags.join(", ")
+                    ),
+                    "write the whole flag",
+                ),
+                Argument::Unknown => self.error(
+                    key,
+                    format!("`{arg}` is not a flag of ComfyUI {version}"),
+                    "ComfyUI would exit with `unrecognized arguments`; its flags are listed in src/compat/data/comfyui_flags.toml",
+                ),
+            }
         }
     }
 
@@ -464,6 +585,20 @@ impl Checker {
                     "keep one entry per folder, with one mode",
                 );
             }
+        }
+        if sync.interval < MIN_SYNC_INTERVAL {
+            self.error(
+                "sync.interval",
+                format!("a full pass every {} would never pause", sync.interval),
+                "use at least 1s, e.g. `5m` (the default); file events start passes in between",
+            );
+        }
+        if !is_bwlimit(&sync.bwlimit) {
+            self.error(
+                "sync.bwlimit",
+                format!("`{}` is not an rclone bandwidth limit", sync.bwlimit),
+                "write bytes per second with an optional unit, e.g. `20M` (B, K, M, G, T, P), `10M:5M` for upload:download, `off`, or leave it empty",
+            );
         }
         for (key, value) in [
             ("sync.transfers", sync.transfers),
@@ -615,7 +750,15 @@ impl Checker {
         }
         for (i, wheel) in manifest.wheels.iter().enumerate() {
             let key = format!("wheel[{i}]");
-            self.https_url(&format!("{key}.url"), &wheel.url);
+            if self.https_url(&format!("{key}.url"), &wheel.url)
+                && DownloadUrl::parse(&wheel.url).is_ok_and(|url| url.url().fragment().is_some())
+            {
+                self.error(
+                    format!("{key}.url"),
+                    format!("`{}` has a `#fragment`", wheel.url),
+                    "give the hash as `sha256 = \"...\"`; podstack adds `#sha256=` for pip itself",
+                );
+            }
             self.sha256(
                 &format!("{key}.sha256"),
                 wheel.sha256.as_deref(),
@@ -632,7 +775,7 @@ impl Checker {
         let platform = Platform::linux_x86_64(manifest.base.python, manifest.base.glibc_version());
         for (i, wheel) in manifest.wheels.iter().enumerate() {
             if let Err(problem) =
-                check_wheel(&format!("wheel[{i}].url"), wheel.file_name(), &platform)
+                check_wheel(&format!("wheel[{i}].url"), &wheel.file_name(), &platform)
             {
                 self.problems.push(problem);
             }
@@ -640,7 +783,7 @@ impl Checker {
         let Some(torch) = &manifest.torch else {
             return;
         };
-        let Some(torch_version) = self.pep440("torch.version", &torch.version) else {
+        let Some(torch_version) = self.torch_version("torch.version", &torch.version) else {
             return;
         };
         let release = match compat.torch_release("torch.version", &torch_version) {
@@ -656,7 +799,7 @@ impl Checker {
             ),
             ("torch.torchaudio", Companion::Torchaudio, &torch.torchaudio),
         ] {
-            if let Some(version) = self.pep440(key, pin) {
+            if let Some(version) = self.torch_version(key, pin) {
                 self.push(compat.check_companion(key, release, companion, &version));
             }
         }
@@ -770,35 +913,55 @@ impl Checker {
         }
     }
 
-    fn pep440(&mut self, key: &str, text: &str) -> Option<Version> {
-        match text.parse() {
-            Ok(version) => Some(version),
-            Err(err) => {
-                self.error(
-                    key,
-                    format!("`{text}` is not a PEP 440 version: {err}"),
-                    "write e.g. `2.8.0`",
-                );
-                None
-            }
-        }
-    }
-
-    fn https_url(&mut self, key: &str, url: &str) {
-        if !url.starts_with("https://") && !is_loopback_http(url) {
+    /// A version of torch or a companion as PyTorch publishes it: `X.Y.Z`, no local part.
+    fn torch_version(&mut self, key: &str, text: &str) -> Option<Version> {
+        let version = self.parsed(key, BareVersion::parse(text))?;
+        if version.version().release().len() != 3 {
             self.error(
                 key,
-                format!("`{url}` is not an https URL"),
-                "download over https (plain http only from this machine: 127.0.0.1, localhost)",
+                format!("`{text}` is not a full PyTorch release version"),
+                "write all three parts as PyTorch publishes it, e.g. `2.8.0`",
             );
-        } else if MUTABLE_URL_PARTS.iter().any(|part| url.contains(part)) {
+            return None;
+        }
+        Some(version.version().clone())
+    }
+
+    /// Whether `url` is a download URL (https, or http to this machine) of a fixed file.
+    fn https_url(&mut self, key: &str, url: &str) -> bool {
+        if self.parsed(key, DownloadUrl::parse(url)).is_none() {
+            return false;
+        }
+        if MUTABLE_URL_PARTS.iter().any(|part| url.contains(part)) {
             self.error(
                 key,
                 format!("`{url}` points at a moving branch"),
                 "link a fixed revision (e.g. `/resolve/<commit>/` on Hugging Face): the file behind this URL can change (L5)",
             );
+            return false;
         }
+        true
     }
+}
+
+/// Longer than this, a pod is killed before its services could use the grace.
+const MAX_STOP_GRACE: HumanDuration = HumanDuration::from_secs(3600);
+const MIN_SYNC_INTERVAL: HumanDuration = HumanDuration::from_secs(1);
+
+/// rclone's `--bwlimit` for one rate or `UP:DOWN`: a number with an optional `B`, `K`, `M`,
+/// `G`, `T` or `P` (`off` is none); empty means unlimited. Timetables are not taken.
+fn is_bwlimit(text: &str) -> bool {
+    let rate = |rate: &str| {
+        let number = rate.trim_end_matches(|c: char| "BbKkMmGgTtPp".contains(c));
+        let suffix_len = rate.len() - number.len();
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, "0"));
+        suffix_len <= 1
+            && !whole.is_empty()
+            && whole.bytes().all(|b| b.is_ascii_digit())
+            && !fraction.is_empty()
+            && fraction.bytes().all(|b| b.is_ascii_digit())
+    };
+    text.is_empty() || text == "off" || text.split(':').count() <= 2 && text.split(':').all(rate)
 }
 
 /// URL parts that name a moving target rather than one file.
@@ -809,29 +972,9 @@ const MUTABLE_URL_PARTS: &[&str] = &[
     "/releases/latest/",
 ];
 
-/// Plain http to this machine (a local mirror, a test server) cannot be intercepted.
-fn is_loopback_http(url: &str) -> bool {
-    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|prefix| {
-            url.strip_prefix(prefix)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
-        })
-}
-
 /// Whether `text` is `len` lower-case hex digits.
 pub fn is_hex(text: &str, len: usize) -> bool {
-    text.len() == len
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// The tag of an image reference (`repo:tag`), ignoring a registry port.
-fn image_tag(image: &str) -> Option<&str> {
-    let name = image.split('@').next().unwrap_or(image);
-    let last = name.rsplit('/').next().unwrap_or(name);
-    last.split_once(':').map(|(_, tag)| tag)
+    value::is_lower_hex(text, len)
 }
 
 #[cfg(test)]
@@ -839,25 +982,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_image_tags() {
-        assert_eq!(
-            image_tag("nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04"),
-            Some("12.9.1-cudnn-runtime-ubuntu22.04")
-        );
-        assert_eq!(image_tag("localhost:5000/debian"), None);
-        assert_eq!(
-            image_tag("localhost:5000/debian:bookworm"),
-            Some("bookworm")
-        );
-        assert_eq!(image_tag("debian"), None);
-    }
-
-    #[test]
-    fn plain_http_only_to_this_machine() {
-        assert!(is_loopback_http("http://127.0.0.1:8080/a.whl"));
-        assert!(is_loopback_http("http://localhost/a.whl"));
-        assert!(!is_loopback_http("http://localhost.example.com/a.whl"));
-        assert!(!is_loopback_http("http://example.com/a.whl"));
+    fn bandwidth_limits_as_rclone_reads_them() {
+        for good in ["", "off", "20M", "1.5G", "10M:5M", "512k", "100"] {
+            assert!(is_bwlimit(good), "{good:?}");
+        }
+        for bad in ["x", "M", "10MB", "1:2:3", "10M 5M", "-1"] {
+            assert!(!is_bwlimit(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -331,7 +331,7 @@ fn locks_url_wheels_through_redirects_and_dropped_connections() {
         .expect_code(0);
     let dockerfile = std::fs::read_to_string(out.path().join("t/Dockerfile")).expect("written");
     assert!(
-        dockerfile.contains(&format!("\"{demo_url}#sha256={}\"", sha256(&demo))),
+        dockerfile.contains(&format!("'{demo_url}#sha256={}'", sha256(&demo))),
         "{dockerfile}"
     );
 }
@@ -612,4 +612,35 @@ fn locks_torch_and_what_it_needs_from_its_cuda_index() {
         )),
         "{torch_lock}"
     );
+}
+
+#[test]
+fn a_lock_with_fields_that_are_not_data_is_resolved_again_not_kept_from() {
+    let project = Project::new("", "");
+    let digest = format!("sha256:{}", "1".repeat(64));
+    std::fs::write(
+        project.lock_file(),
+        format!(
+            "version = 1\n\n[[image]]\nimage = \"debian:bookworm\\nRUN id\"\ndigest = \"{digest}\"\n"
+        ),
+    )
+    .expect("write lock");
+    let run = project.podstack(["lock", "t"]).run().expect_code(0);
+    let shown = project.lock_file().display().to_string();
+    let expected = format!(
+        "{shown}:4:9: error: `debian:bookworm\\nRUN id` is not an image reference: `bookworm\\nRUN id` is not a tag\n"
+    );
+    assert!(
+        run.stderr.contains(&expected),
+        "expected {expected:?} in\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("stacks/t.lock: not trusted; every input is resolved again\n"),
+        "{}",
+        run.stderr
+    );
+    let lock = std::fs::read_to_string(project.lock_file()).expect("rewritten");
+    assert!(!lock.contains("RUN id"), "{lock}");
 }

