@@ -141,7 +141,7 @@ run_pod() { # name image volume [docker run args...]
         -p 127.0.0.1::7777 -p 127.0.0.1::8188 "$@" "$image" >/dev/null
 }
 
-port_of() { "$docker" port "$1" "$2" | head -n 1 | sed 's/.*://'; }
+port_of() { "$docker" port "$1" "$2" | sed -n '1s/.*://p'; }
 
 wait_for() { # seconds description command...
     local seconds=$1 what=$2
@@ -190,8 +190,8 @@ echo "$verified"
 grep -q '  packages: as pinned' <<<"$verified" || fail "packages not as pinned"
 pinned=$(json 'd["rclone"]' < generated/smoke/stack.json)
 grep -q "  rclone: $pinned as pinned (rclone)" <<<"$verified" || fail "rclone is not the pinned $pinned"
-in_image=$("$docker" exec pod1 rclone version | head -n 1)
-on_host=$("$(bash ci/rclone.sh)/rclone" version | head -n 1)
+in_image=$("$docker" exec pod1 rclone version | sed -n 1p)
+on_host=$("$(bash ci/rclone.sh)/rclone" version | sed -n 1p)
 [ "$in_image" = "$on_host" ] || fail "the image runs $in_image, the tests $on_host"
 
 say "drift: a control panel file and pinned packages changed inside the running pod"

@@ -18,7 +18,7 @@ print(package["version"], package["files"][0]["file"])
 PY
 )
 dir="$PWD/target/tools/rclone-$version"
-if [ "$("$dir/rclone" version 2>/dev/null | head -n 1)" = "rclone v$version" ]; then
+if [ "$("$dir/rclone" version 2>/dev/null | sed -n 1p)" = "rclone v$version" ]; then
     echo "$dir"
     exit 0
 fi
@@ -37,6 +37,6 @@ with open(target + ".part", "wb") as out:
 os.chmod(target + ".part", 0o755)
 os.replace(target + ".part", target)
 PY
-found=$("$dir/rclone" version | head -n 1)
+found=$("$dir/rclone" version | sed -n 1p)
 [ "$found" = "rclone v$version" ] || { echo "ci/rclone.sh: $dir/rclone says \"$found\", not rclone v$version" >&2; exit 1; }
 echo "$dir"

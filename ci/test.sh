@@ -31,7 +31,7 @@ fi
 say "rclone (the release the stacks pin)"
 PATH="$(bash ci/rclone.sh):$PATH"
 export PATH
-rclone version | head -n 1
+rclone version | sed -n 1p
 
 say "cargo fmt"
 cargo fmt --all -- --check

@@ -151,18 +151,16 @@ mod tests {
 
     #[test]
     fn a_dead_rclone_is_restarted_within_five_seconds_until_ten_deaths_in_two_minutes() {
+        let killed = || Event::Exited {
+            reason: ExitReason::new(Termination::Killed { signal: 9 }, None, None),
+            last_lines: Vec::new(),
+        };
         let mut service = Service::new("rclone", restart_policy(), std::time::Duration::ZERO);
         service.handle(Event::StartRequested, 0);
         let mut now = 0;
         for death in 1..=9 {
             service.handle(Event::Spawned, now);
-            let actions = service.handle(
-                Event::Exited {
-                    reason: ExitReason::new(Termination::Killed { signal: 9 }, None, None),
-                    last_lines: Vec::new(),
-                },
-                now,
-            );
+            let actions = service.handle(killed(), now);
             let Some((after, timer)) = actions.iter().find_map(|action| match action {
                 Action::ScheduleRestart { after, timer } => Some((*after, *timer)),
                 _ => None,
@@ -177,13 +175,7 @@ mod tests {
             service.handle(Event::RestartDue(timer), now);
         }
         service.handle(Event::Spawned, now);
-        let actions = service.handle(
-            Event::Exited {
-                reason: ExitReason::new(Termination::Killed { signal: 9 }, None, None),
-                last_lines: Vec::new(),
-            },
-            now,
-        );
+        let actions = service.handle(killed(), now);
         assert_eq!(actions, [], "the tenth death within 2m is a crash loop");
     }
 }
