@@ -1,11 +1,24 @@
-//! One pass of one user folder: the empty-source guard for a mirror, then an async rclone job
-//! (`sync/sync` for a mirror, `sync/copy` for a copy) with the manifest's concurrency and the
-//! safety settings in `_config` (`BackupDir` = the dated trash, `MaxDelete`) and the excludes
-//! and `MinAge` in `_filter`, polled until it finishes. Bandwidth and transactions-per-second
-//! limits are not per call: rclone applies `_config.BwLimit`/`TPSLimit` only from its global
-//! flags, so they are flags of `rclone rcd` (see `rcd`).
+//! One pass of one user folder, in three steps, so that a file on the remote is only ever a
+//! whole version a user made:
+//! 1. upload: an async `sync/copy` from the volume into the folder's upload place
+//!    (`layout::UserFolder::upload`), comparing against the final folder (`CompareDest`), with
+//!    the excludes and `MinAge` in `_filter`. The filter only sees the source and the upload
+//!    place, never the final folder: a file uploaded a moment ago is not taken for a missing
+//!    one (remotes that cannot keep modification times give it the upload's time).
+//! 2. into place: an async `sync/move` from the upload place into the final folder, which every
+//!    backend the sync supports does server-side, file by file (overwritten versions go to the
+//!    dated trash in a mirror). An upload cut short stays in the upload place, which the next
+//!    pass empties first.
+//! 3. deletions (mirror only): the files on the remote that are no longer on the volume (and
+//!    not excluded) go to the trash or are deleted, at most `max_delete` in a pass, and only
+//!    after the first two steps succeeded.
+//!
+//! The empty-source guard runs before all of it. Bandwidth and transactions-per-second limits
+//! are not per call: rclone applies `_config.BwLimit`/`TPSLimit` only from its global flags,
+//! so they are flags of `rclone rcd` (see `rcd`).
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -27,6 +40,8 @@ pub struct PassPlan {
     pub local: PathBuf,
     /// `remote:root/output/alice`.
     pub remote: String,
+    /// `remote:root/.podstack/upload/output/alice`.
+    pub upload: String,
     /// `remote:root/.trash/<date>/output/alice` for a mirror with the trash on.
     pub trash: Option<String>,
     pub transfers: u32,
@@ -42,7 +57,7 @@ impl PassPlan {
         sync: &Sync,
         mode: SyncMode,
         local: PathBuf,
-        remote: String,
+        (remote, upload): (String, String),
         trash: Option<String>,
         final_pass: bool,
     ) -> Self {
@@ -50,6 +65,7 @@ impl PassPlan {
             mode,
             local,
             remote,
+            upload,
             trash: trash.filter(|_| mode == SyncMode::Mirror && sync.trash),
             transfers: sync.transfers,
             checkers: sync.checkers,
@@ -58,27 +74,38 @@ impl PassPlan {
         }
     }
 
-    /// The remote-control call's body (without `_async`).
-    pub fn body(&self) -> Value {
-        let mut config = json!({
-            "Transfers": self.transfers,
-            "Checkers": self.checkers,
-        });
-        if self.mode == SyncMode::Mirror {
-            config["MaxDelete"] = json!(self.max_delete);
-            if let Some(trash) = &self.trash {
-                config["BackupDir"] = json!(trash);
-            }
-        }
+    /// The upload step's `sync/copy` body (without `_async`).
+    pub fn upload_body(&self) -> Value {
         let mut filter = json!({ "ExcludeRule": EXCLUDES });
         if let Some(min_age) = self.min_age {
             filter["MinAge"] = json!(crate::duration::HumanDuration(min_age).to_string());
         }
         json!({
             "srcFs": self.local.display().to_string(),
-            "dstFs": self.remote,
-            "_config": config,
+            "dstFs": self.upload,
+            "_config": {
+                "Transfers": self.transfers,
+                "Checkers": self.checkers,
+                "CompareDest": [self.remote],
+            },
             "_filter": filter,
+        })
+    }
+
+    /// The `sync/move` body (without `_async`) that puts the uploads into place.
+    pub fn move_body(&self) -> Value {
+        let mut config = json!({
+            "Transfers": self.transfers,
+            "Checkers": self.checkers,
+        });
+        if let Some(trash) = &self.trash {
+            config["BackupDir"] = json!(trash);
+        }
+        json!({
+            "srcFs": self.upload,
+            "dstFs": self.remote,
+            "deleteEmptySrcDirs": true,
+            "_config": config,
         })
     }
 }
@@ -117,12 +144,22 @@ impl From<RcError> for PassOutcome {
     }
 }
 
-/// Runs the pass; `progress` hears the job's figures while it runs.
+/// Runs the pass; `progress` hears the upload's figures while it runs.
 pub async fn run(
     client: &RcClient,
     plan: &PassPlan,
     mut progress: impl FnMut(Stats),
 ) -> PassOutcome {
+    match steps(client, plan, &mut progress).await {
+        Ok(outcome) | Err(outcome) => outcome,
+    }
+}
+
+async fn steps(
+    client: &RcClient,
+    plan: &PassPlan,
+    progress: &mut impl FnMut(Stats),
+) -> Result<PassOutcome, PassOutcome> {
     let started = Instant::now();
     let local = plan.local.clone();
     let source = tokio::task::spawn_blocking(move || Source::of(&local))
@@ -130,35 +167,59 @@ pub async fn run(
         .unwrap_or(Source::Missing);
     if source != Source::HasFiles {
         match plan.mode {
-            SyncMode::Copy if source == Source::Missing => return PassOutcome::NothingToSync,
+            SyncMode::Copy if source == Source::Missing => return Ok(PassOutcome::NothingToSync),
             SyncMode::Copy => {}
             SyncMode::Mirror => {
-                let remote_files = match client.count_files(&plan.remote).await {
-                    Ok(count) => count.unwrap_or(0),
-                    Err(err) => return err.into(),
-                };
+                let remote_files = client.count_files(&plan.remote).await?.unwrap_or(0);
                 if let Some(refusal) = guard::refusal(source, &plan.local, remote_files) {
-                    return PassOutcome::Refused(refusal);
+                    return Ok(PassOutcome::Refused(refusal));
                 }
                 if source == Source::Missing {
-                    return PassOutcome::NothingToSync;
+                    return Ok(PassOutcome::NothingToSync);
                 }
             }
         }
     }
-    let job = match client
-        .start_job(layout::method(plan.mode), plan.body())
-        .await
-    {
-        Ok(job) => job,
-        Err(err) => return err.into(),
+    // What an earlier pass left on its way (rclone or the pod killed mid-upload) goes first:
+    // only this pass's complete uploads are moved into place. `mkdir` first, so that a
+    // missing folder is no error in rclone's log.
+    client.mkdir(&plan.upload).await?;
+    client.purge(&plan.upload).await?;
+    let uploaded = follow(
+        client,
+        client.start_job("sync/copy", plan.upload_body()).await?,
+        progress,
+    )
+    .await?;
+    if uploaded.transfers > 0 {
+        follow(
+            client,
+            client.start_job("sync/move", plan.move_body()).await?,
+            &mut |_| {},
+        )
+        .await?;
+    }
+    let deleted = match plan.mode {
+        SyncMode::Mirror => delete_extraneous(client, plan).await?,
+        SyncMode::Copy => 0,
     };
+    Ok(PassOutcome::Synced(PassFigures {
+        files: uploaded.transfers,
+        bytes: uploaded.bytes,
+        deleted,
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// Polls the job until it ends; its final figures.
+async fn follow(
+    client: &RcClient,
+    job: u64,
+    progress: &mut impl FnMut(Stats),
+) -> Result<Stats, PassOutcome> {
     loop {
         tokio::time::sleep(POLL).await;
-        let status = match client.job_status(job).await {
-            Ok(status) => status,
-            Err(err) => return err.into(),
-        };
+        let status = client.job_status(job).await?;
         let stats = client.stats(job).await.unwrap_or_default();
         if !status.finished {
             progress(stats);
@@ -166,15 +227,72 @@ pub async fn run(
         }
         client.forget_stats(job).await;
         if !status.success {
-            return PassOutcome::Failed(status.error);
+            return Err(PassOutcome::Failed(status.error));
         }
-        return PassOutcome::Synced(PassFigures {
-            files: stats.transfers,
-            bytes: stats.bytes,
-            deleted: stats.deletes,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        return Ok(stats);
     }
+}
+
+/// The mirror's deletions: the remote's files that the volume no longer has, to the trash
+/// (or deleted without one), at most `max_delete`; how many went.
+async fn delete_extraneous(client: &RcClient, plan: &PassPlan) -> Result<u64, PassOutcome> {
+    let on_remote = client.list_files(&plan.remote).await?;
+    let local = plan.local.clone();
+    let on_volume = tokio::task::spawn_blocking(move || files_of(&local))
+        .await
+        .map_err(|err| PassOutcome::Failed(format!("listing the volume failed: {err}")))?
+        .map_err(|err| {
+            PassOutcome::Failed(format!(
+                "cannot list {} to find the deletions: {err}",
+                plan.local.display()
+            ))
+        })?;
+    let doomed = extraneous(on_remote, &on_volume);
+    let allowed = usize::try_from(plan.max_delete).unwrap_or(usize::MAX);
+    let mut deleted = 0;
+    for path in doomed.iter().take(allowed) {
+        match &plan.trash {
+            Some(trash) => client.move_file(&plan.remote, trash, path).await?,
+            None => client.delete_file(&plan.remote, path).await?,
+        }
+        deleted += 1;
+    }
+    if doomed.len() > allowed {
+        return Err(PassOutcome::Failed(format!(
+            "max-delete limit reached: {} file(s) are no longer on the volume, sync.max_delete is {}",
+            doomed.len(),
+            plan.max_delete
+        )));
+    }
+    Ok(deleted)
+}
+
+/// The remote paths without a file on the volume, excluded ones aside (never uploaded, so
+/// never deleted either), in order.
+fn extraneous(on_remote: Vec<String>, on_volume: &BTreeSet<String>) -> Vec<String> {
+    let mut doomed: Vec<String> = on_remote
+        .into_iter()
+        .filter(|path| !on_volume.contains(path) && !layout::excluded(Path::new(path)))
+        .collect();
+    doomed.sort();
+    doomed
+}
+
+/// Every regular file under `dir`, by its path relative to it with `/` between components.
+fn files_of(dir: &Path) -> std::io::Result<BTreeSet<String>> {
+    let mut found = BTreeSet::new();
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        if entry.file_type().is_file() {
+            let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+            let parts: Vec<_> = relative
+                .components()
+                .map(|part| part.as_os_str().to_string_lossy())
+                .collect();
+            found.insert(parts.join("/"));
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -197,45 +315,56 @@ min_age = "10s"
         .unwrap()
     }
 
-    #[test]
-    fn a_mirror_pass_carries_the_trash_the_delete_guard_excludes_and_min_age() {
-        let plan = PassPlan::new(
-            &sync(),
-            SyncMode::Mirror,
+    fn plan(sync: &Sync, mode: SyncMode, final_pass: bool) -> PassPlan {
+        PassPlan::new(
+            sync,
+            mode,
             PathBuf::from("/workspace/output/alice"),
-            "gdrive:Out/output/alice".to_owned(),
+            (
+                "gdrive:Out/output/alice".to_owned(),
+                "gdrive:Out/.podstack/upload/output/alice".to_owned(),
+            ),
             Some("gdrive:Out/.trash/2026-05-01/output/alice".to_owned()),
-            false,
-        );
+            final_pass,
+        )
+    }
+
+    #[test]
+    fn the_upload_filters_the_source_and_only_compares_with_the_final_folder() {
+        let plan = plan(&sync(), SyncMode::Mirror, false);
         assert_eq!(
-            plan.body(),
+            plan.upload_body(),
             json!({
                 "srcFs": "/workspace/output/alice",
-                "dstFs": "gdrive:Out/output/alice",
+                "dstFs": "gdrive:Out/.podstack/upload/output/alice",
                 "_config": {
                     "Transfers": 6,
                     "Checkers": 12,
-                    "MaxDelete": 40,
-                    "BackupDir": "gdrive:Out/.trash/2026-05-01/output/alice"
+                    "CompareDest": ["gdrive:Out/output/alice"]
                 },
                 "_filter": {"ExcludeRule": ["*.tmp", "*.partial", "/temp/**"], "MinAge": "10s"}
+            })
+        );
+        assert_eq!(
+            plan.move_body(),
+            json!({
+                "srcFs": "gdrive:Out/.podstack/upload/output/alice",
+                "dstFs": "gdrive:Out/output/alice",
+                "deleteEmptySrcDirs": true,
+                "_config": {
+                    "Transfers": 6,
+                    "Checkers": 12,
+                    "BackupDir": "gdrive:Out/.trash/2026-05-01/output/alice"
+                }
             })
         );
     }
 
     #[test]
-    fn a_copy_deletes_nothing_and_the_final_pass_takes_young_files() {
-        let plan = PassPlan::new(
-            &sync(),
-            SyncMode::Copy,
-            PathBuf::from("/workspace/input/alice"),
-            "gdrive:Out/input/alice".to_owned(),
-            Some("gdrive:Out/.trash/2026-05-01/input/alice".to_owned()),
-            true,
-        );
-        let body = plan.body();
-        assert_eq!(body["_config"], json!({"Transfers": 6, "Checkers": 12}));
-        assert_eq!(body["_filter"].get("MinAge"), None);
+    fn a_copy_has_no_trash_and_the_final_pass_takes_young_files() {
+        let plan = plan(&sync(), SyncMode::Copy, true);
+        assert_eq!(plan.move_body()["_config"].get("BackupDir"), None);
+        assert_eq!(plan.upload_body()["_filter"].get("MinAge"), None);
     }
 
     #[test]
@@ -243,16 +372,36 @@ min_age = "10s"
         let mut sync = sync();
         sync.trash = false;
         sync.min_age = HumanDuration::from_millis(1500);
-        let plan = PassPlan::new(
-            &sync,
-            SyncMode::Mirror,
-            PathBuf::from("/v/output/a"),
-            "gdrive:Out/output/a".to_owned(),
-            Some("gdrive:Out/.trash/d/output/a".to_owned()),
-            false,
+        let plan = plan(&sync, SyncMode::Mirror, false);
+        assert_eq!(plan.move_body()["_config"].get("BackupDir"), None);
+        assert_eq!(plan.upload_body()["_filter"]["MinAge"], "1500ms");
+    }
+
+    #[test]
+    fn deletions_are_the_remote_files_the_volume_lost_excluded_ones_aside() {
+        let on_volume = BTreeSet::from(["a.png".to_owned(), "sub/b.png".to_owned()]);
+        let on_remote = [
+            "sub/c.png",
+            "a.png",
+            "old.png",
+            "half.png.partial",
+            "temp/x.png",
+            "sub/b.png",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(extraneous(on_remote, &on_volume), ["old.png", "sub/c.png"]);
+    }
+
+    #[test]
+    fn the_volume_is_listed_with_slashes_and_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub/empty")).unwrap();
+        std::fs::write(dir.path().join("a.png"), b"a").unwrap();
+        std::fs::write(dir.path().join("sub/b.png"), b"b").unwrap();
+        assert_eq!(
+            files_of(dir.path()).unwrap(),
+            BTreeSet::from(["a.png".to_owned(), "sub/b.png".to_owned()])
         );
-        let body = plan.body();
-        assert_eq!(body["_config"].get("BackupDir"), None);
-        assert_eq!(body["_filter"]["MinAge"], "1500ms");
     }
 }

@@ -473,19 +473,30 @@ fn rclone_killed_mid_transfer_is_restarted_and_every_file_arrives() {
     );
 }
 
-/// `rclone serve webdav` of a folder on a fixed port, as a remote that can go away.
+/// `rclone serve webdav` of a folder on a fixed port, as a remote that can go away; its log
+/// (`-v`: one line per request) says what was uploaded where.
 struct Webdav {
     child: Child,
     port: u16,
     dir: PathBuf,
+    log: tempfile::TempDir,
 }
 
 impl Webdav {
     fn start(dir: &Path, port: u16) -> Self {
+        Self::spawn(dir, port, tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn spawn(dir: &Path, port: u16, log: tempfile::TempDir) -> Self {
         let child = Command::new(rclone())
             .args(["serve", "webdav", &dir.display().to_string()])
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .args(["--user", "podstack", "--pass", DAV_PASSWORD, "--config", ""])
+            .args([
+                "-v",
+                "--log-file",
+                &log.path().join("webdav.log").display().to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -498,6 +509,7 @@ impl Webdav {
             child,
             port,
             dir: dir.to_owned(),
+            log,
         }
     }
 
@@ -508,7 +520,18 @@ impl Webdav {
 
     fn restart(&mut self) {
         self.stop();
-        *self = Self::start(&self.dir.clone(), self.port);
+        let log = std::mem::replace(&mut self.log, tempfile::tempdir().expect("temp dir"));
+        *self = Self::spawn(&self.dir.clone(), self.port, log);
+    }
+
+    /// The path of every PUT the server answered, in order.
+    fn uploads(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log.path().join("webdav.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once("INFO  : ")?.1.rsplit_once(": PUT from"))
+            .map(|(path, _)| path.trim_start_matches('/').to_owned())
+            .collect()
     }
 }
 
@@ -516,6 +539,108 @@ impl Drop for Webdav {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A pod syncing to `rclone serve webdav` on `port` with vendor `other`, which cannot set
+/// modification times: a file's time on the remote is its upload's.
+fn webdav_remote(port: u16) -> PodBuilder {
+    pod()
+        .set(
+            "/sync",
+            sync_section(
+                "dav",
+                "webdav",
+                json!({"url": format!("http://127.0.0.1:{port}"), "vendor": "other", "user": "podstack"}),
+            ),
+        )
+        .env("RUNPOD_SECRET_RCLONE_PASS", &obscured(DAV_PASSWORD))
+}
+
+/// Every file under `dir` by relative path, with the sha256 of its content.
+fn digests(dir: &Path) -> BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    files_under(dir)
+        .into_keys()
+        .map(|path| {
+            let bytes = std::fs::read(dir.join(&path)).expect("read the file");
+            let digest: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            (path, digest)
+        })
+        .collect()
+}
+
+/// Waits until the remote folder `remote` holds exactly the files of `local`, byte for byte.
+#[track_caller]
+fn wait_same_content(pod: &SyncPod, local: &Path, remote: &Path) {
+    let start = Instant::now();
+    loop {
+        let (want, found) = (digests(local), digests(remote));
+        if want == found {
+            return;
+        }
+        if start.elapsed() > crate::support::wait::DEADLINE {
+            pod.fail(&format!(
+                "the remote {} holds\n{found:#?}\nnot\n{want:#?}\nsync report:\n{:#}",
+                remote.display(),
+                pod.report()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_steady_run_uploads_each_file_once_and_never_under_its_final_name() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let webdav = Webdav::start(served.path(), port);
+    // Passes come from the files' own triggers, each once the newest file is 2 s old; files
+    // keep coming meanwhile, so each pass finds files uploaded by the one before, younger than
+    // min_age on a remote that gives them the upload's time.
+    let pod = SyncPod::start(
+        webdav_remote(port)
+            .set("/sync/min_age", json!("2s"))
+            .set("/sync/interval", json!("1h")),
+    );
+    pod.serve("alice");
+    let output = pod.volume.join("output/alice");
+    let remote = served.path().join("ComfyUI/output/alice");
+    for i in 0..24u8 {
+        write(
+            &output.join(format!("ComfyUI_{i:05}_.png")),
+            &content(i, 20_000 + usize::from(i) * 1000),
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_same_content(&pod, &output, &remote);
+    // Two more passes over the same files: nothing to upload.
+    let passes = |report: &Value| folder(report, "alice", "output")["total"]["passes"].as_u64();
+    let before = passes(&pod.report()).unwrap_or(0);
+    write(&output.join("one-more.png"), b"one more");
+    pod.wait_report("a pass after the last file", |report| {
+        passes(report) > Some(before) && folder(report, "alice", "output")["state"] == "idle"
+    });
+    wait_same_content(&pod, &output, &remote);
+    let uploads = webdav.uploads();
+    let mut per_file: BTreeMap<String, usize> = BTreeMap::new();
+    for path in &uploads {
+        assert!(
+            path.starts_with("ComfyUI/.podstack/upload/output/alice/"),
+            "an upload went straight to its final name: {path}\n{uploads:#?}"
+        );
+        let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+        *per_file.entry(name).or_default() += 1;
+    }
+    assert_eq!(per_file.len(), 25, "{uploads:#?}");
+    assert!(
+        per_file.values().all(|&count| count == 1),
+        "uploads per file: {per_file:#?}"
+    );
+    let leftovers = files_under(&served.path().join("ComfyUI/.podstack"));
+    assert!(leftovers.is_empty(), "{leftovers:#?}");
 }
 
 fn obscured(password: &str) -> String {
@@ -532,17 +657,7 @@ fn the_remote_going_away_mid_transfer_loses_nothing_doubles_nothing_and_shows_no
     let port = free_port();
     let mut webdav = Webdav::start(served.path(), port);
     let secret = obscured(DAV_PASSWORD);
-    let builder = pod()
-        .set(
-            "/sync",
-            sync_section(
-                "dav",
-                "webdav",
-                json!({"url": format!("http://127.0.0.1:{port}"), "vendor": "other", "user": "podstack"}),
-            ),
-        )
-        .set("/sync/bwlimit", json!("4M"))
-        .env("RUNPOD_SECRET_RCLONE_PASS", &secret);
+    let builder = webdav_remote(port).set("/sync/bwlimit", json!("4M"));
     let pod = SyncPod::start(builder);
     let output = pod.volume.join("output/alice");
     let mut expected = BTreeMap::new();

@@ -120,16 +120,17 @@ impl Syncer {
             return;
         };
         let date = utc_timestamp(now_ms());
-        let trash = self
-            .remote
-            .as_ref()
-            .map(|remote| remote.path(&folder.trash(&self.sync.root, &date[..10])));
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let trash = remote.path(&folder.trash(&self.sync.root, &date[..10]));
+        let upload = remote.path(&folder.upload(&self.sync.root));
         let plan = PassPlan::new(
             &self.sync,
             state.mode,
             state.local.clone(),
-            state.remote.clone(),
-            trash,
+            (state.remote.clone(), upload),
+            Some(trash),
             final_pass,
         );
         self.runs += 1;
