@@ -473,23 +473,29 @@ fn rclone_killed_mid_transfer_is_restarted_and_every_file_arrives() {
     );
 }
 
-/// `rclone serve webdav` of a folder on a fixed port, as a remote that can go away; its log
-/// (`-v`: one line per request) says what was uploaded where.
-struct Webdav {
+/// `rclone serve webdav` (or another protocol) of a folder on a fixed port, as a remote that
+/// can go away; a WebDAV server's log (`-v`: one line per request) says what was uploaded where.
+struct Server {
     child: Child,
+    protocol: &'static str,
     port: u16,
     dir: PathBuf,
     log: tempfile::TempDir,
 }
 
-impl Webdav {
-    fn start(dir: &Path, port: u16) -> Self {
-        Self::spawn(dir, port, tempfile::tempdir().expect("temp dir"))
+impl Server {
+    fn webdav(dir: &Path, port: u16) -> Self {
+        Self::spawn("webdav", dir, port, tempfile::tempdir().expect("temp dir"))
     }
 
-    fn spawn(dir: &Path, port: u16, log: tempfile::TempDir) -> Self {
+    /// `rclone serve sftp` of `dir`.
+    fn sftp(dir: &Path, port: u16) -> Self {
+        Self::spawn("sftp", dir, port, tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn spawn(protocol: &'static str, dir: &Path, port: u16, log: tempfile::TempDir) -> Self {
         let child = Command::new(rclone())
-            .args(["serve", "webdav", &dir.display().to_string()])
+            .args(["serve", protocol, &dir.display().to_string()])
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .args(["--user", "podstack", "--pass", DAV_PASSWORD, "--config", ""])
             .args([
@@ -507,6 +513,7 @@ impl Webdav {
         });
         Self {
             child,
+            protocol,
             port,
             dir: dir.to_owned(),
             log,
@@ -521,7 +528,7 @@ impl Webdav {
     fn restart(&mut self) {
         self.stop();
         let log = std::mem::replace(&mut self.log, tempfile::tempdir().expect("temp dir"));
-        *self = Self::spawn(&self.dir.clone(), self.port, log);
+        *self = Self::spawn(self.protocol, &self.dir.clone(), self.port, log);
     }
 
     /// The path of every PUT the server answered, in order.
@@ -535,7 +542,7 @@ impl Webdav {
     }
 }
 
-impl Drop for Webdav {
+impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
@@ -551,6 +558,20 @@ fn webdav_remote(port: u16) -> PodBuilder {
                 "dav",
                 "webdav",
                 json!({"url": format!("http://127.0.0.1:{port}"), "vendor": "other", "user": "podstack"}),
+            ),
+        )
+        .env("RUNPOD_SECRET_RCLONE_PASS", &obscured(DAV_PASSWORD))
+}
+
+/// A pod syncing to `rclone serve sftp` on `port`.
+fn sftp_remote(port: u16) -> PodBuilder {
+    pod()
+        .set(
+            "/sync",
+            sync_section(
+                "box",
+                "sftp",
+                json!({"host": "127.0.0.1", "port": port.to_string(), "user": "podstack"}),
             ),
         )
         .env("RUNPOD_SECRET_RCLONE_PASS", &obscured(DAV_PASSWORD))
@@ -596,7 +617,7 @@ fn wait_same_content(pod: &SyncPod, local: &Path, remote: &Path) {
 fn a_steady_run_uploads_each_file_once_and_never_under_its_final_name() {
     let served = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let webdav = Webdav::start(served.path(), port);
+    let webdav = Server::webdav(served.path(), port);
     // Passes come from the files' own triggers, each once the newest file is 2 s old; files
     // keep coming meanwhile, so each pass finds files uploaded by the one before, younger than
     // min_age on a remote that gives them the upload's time.
@@ -655,7 +676,7 @@ fn obscured(password: &str) -> String {
 fn the_remote_going_away_mid_transfer_loses_nothing_doubles_nothing_and_shows_no_secret() {
     let served = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let mut webdav = Webdav::start(served.path(), port);
+    let mut webdav = Server::webdav(served.path(), port);
     let secret = obscured(DAV_PASSWORD);
     let builder = webdav_remote(port).set("/sync/bwlimit", json!("4M"));
     let pod = SyncPod::start(builder);
@@ -936,4 +957,82 @@ fn drive_uses_the_only_shared_drive_and_refuses_none_or_several_or_an_unreachabl
         );
         assert!(!pod.everything_shown().contains("not-a-real-key"));
     }
+}
+
+/// A pod killed without a word (and its rclone with it) while uploading, then started again on
+/// the same volume: whatever the remote holds under a final name is, at every moment checked,
+/// a whole file of the volume; the restarted pod empties the upload place, finishes, and the
+/// trash holds nothing (no version a user made was replaced).
+fn a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(
+    server: &Server,
+    builder: impl Fn() -> PodBuilder,
+) {
+    let shared = tempfile::tempdir().expect("temp dir");
+    let volume = shared.path().join("volume");
+    let served = server.dir.clone();
+    // rclone's bandwidth limit lets a burst of 4 MiB through first: 16 MB take a while.
+    let mut first = SyncPod::start(
+        builder()
+            .volume(&volume)
+            .pod_id("pod-a")
+            .set("/sync/bwlimit", json!("4M")),
+    );
+    let output = volume.join("output/alice");
+    for i in 0..8u8 {
+        write(&output.join(format!("big-{i}.png")), &content(i, 2_000_000));
+    }
+    first.serve("alice");
+    let remote = served.join("ComfyUI/output/alice");
+    let whole = |at: &str| {
+        let local = digests(&output);
+        for (path, digest) in digests(&remote) {
+            assert_eq!(
+                local.get(&path),
+                Some(&digest),
+                "{at}: {path} on the remote is not the file on the volume"
+            );
+        }
+    };
+    first.wait_report("a pass under way", |report| {
+        whole("while uploading");
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    let rclone = first.rclone_pid();
+    first.signal_and_wait("KILL");
+    let _ = Command::new("kill")
+        .args(["-KILL", &rclone.to_string()])
+        .status();
+    eventually("rclone to be gone", || (!alive(rclone)).then_some(()));
+    whole("after the kill");
+    drop(first);
+
+    let second = SyncPod::start(builder().volume(&volume).pod_id("pod-a"));
+    second.serve("alice");
+    wait_same_content(&second, &output, &remote);
+    second.wait_report("the pass to end", |report| {
+        folder(report, "alice", "output")["state"] == "idle"
+    });
+    let leftovers = files_under(&served.join("ComfyUI/.podstack"));
+    assert!(leftovers.is_empty(), "{leftovers:#?}");
+    let trash = files_under(&served.join("ComfyUI/.trash"));
+    assert!(trash.is_empty(), "the trash holds {trash:#?}");
+}
+
+#[test]
+fn a_pod_killed_mid_upload_to_webdav_leaves_no_partial_file_under_a_final_name() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let webdav = Server::webdav(served.path(), port);
+    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(&webdav, || {
+        webdav_remote(port)
+    });
+}
+
+#[test]
+fn a_pod_killed_mid_upload_to_sftp_leaves_no_partial_file_under_a_final_name() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let sftp = Server::sftp(served.path(), port);
+    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(&sftp, || sftp_remote(port));
 }
