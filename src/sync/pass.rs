@@ -46,7 +46,9 @@ pub struct PassPlan {
     pub trash: Option<String>,
     pub transfers: u32,
     pub checkers: u32,
-    pub max_delete: u32,
+    /// How many files the mirror may still delete in this folder (`max_delete` less the
+    /// deletions of the window, plus what a person released).
+    pub delete_budget: u64,
     /// `None` on the final pass: nothing is being written any more.
     pub min_age: Option<Duration>,
 }
@@ -69,7 +71,7 @@ impl PassPlan {
             trash: trash.filter(|_| mode == SyncMode::Mirror && sync.trash),
             transfers: sync.transfers,
             checkers: sync.checkers,
-            max_delete: sync.max_delete,
+            delete_budget: u64::from(sync.max_delete),
             min_age: (!final_pass && !sync.min_age.0.is_zero()).then_some(sync.min_age.0),
         }
     }
@@ -118,6 +120,8 @@ pub struct PassFigures {
     pub bytes: u64,
     /// Files deleted (moved to the trash) on the remote.
     pub deleted: u64,
+    /// Files no longer on the volume that stay on the remote: the delete budget is spent.
+    pub held: u64,
     pub seconds: f64,
 }
 
@@ -199,14 +203,15 @@ async fn steps(
         )
         .await?;
     }
-    let deleted = match plan.mode {
+    let (deleted, held) = match plan.mode {
         SyncMode::Mirror => delete_extraneous(client, plan).await?,
-        SyncMode::Copy => 0,
+        SyncMode::Copy => (0, 0),
     };
     Ok(PassOutcome::Synced(PassFigures {
         files: uploaded.transfers,
         bytes: uploaded.bytes,
         deleted,
+        held,
         seconds: started.elapsed().as_secs_f64(),
     }))
 }
@@ -234,8 +239,8 @@ async fn follow(
 }
 
 /// The mirror's deletions: the remote's files that the volume no longer has, to the trash
-/// (or deleted without one), at most `max_delete`; how many went.
-async fn delete_extraneous(client: &RcClient, plan: &PassPlan) -> Result<u64, PassOutcome> {
+/// (or deleted without one), as many as the budget allows; how many went and how many are held.
+async fn delete_extraneous(client: &RcClient, plan: &PassPlan) -> Result<(u64, u64), PassOutcome> {
     let on_remote = client.list_files(&plan.remote).await?;
     let local = plan.local.clone();
     let on_volume = tokio::task::spawn_blocking(move || files_of(&local))
@@ -248,7 +253,7 @@ async fn delete_extraneous(client: &RcClient, plan: &PassPlan) -> Result<u64, Pa
             ))
         })?;
     let doomed = extraneous(on_remote, &on_volume);
-    let allowed = usize::try_from(plan.max_delete).unwrap_or(usize::MAX);
+    let allowed = usize::try_from(plan.delete_budget).unwrap_or(usize::MAX);
     let mut deleted = 0;
     for path in doomed.iter().take(allowed) {
         match &plan.trash {
@@ -257,14 +262,8 @@ async fn delete_extraneous(client: &RcClient, plan: &PassPlan) -> Result<u64, Pa
         }
         deleted += 1;
     }
-    if doomed.len() > allowed {
-        return Err(PassOutcome::Failed(format!(
-            "max-delete limit reached: {} file(s) are no longer on the volume, sync.max_delete is {}",
-            doomed.len(),
-            plan.max_delete
-        )));
-    }
-    Ok(deleted)
+    let held = u64::try_from(doomed.len().saturating_sub(allowed)).unwrap_or(u64::MAX);
+    Ok((deleted, held))
 }
 
 /// The remote paths without a file on the volume, excluded ones aside (never uploaded, so

@@ -1036,3 +1036,73 @@ fn a_pod_killed_mid_upload_to_sftp_leaves_no_partial_file_under_a_final_name() {
     let sftp = Server::sftp(served.path(), port);
     a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(&sftp, || sftp_remote(port));
 }
+
+#[test]
+fn max_delete_is_a_budget_per_folder_past_which_deletions_wait_for_a_person() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let pod = SyncPod::start(
+        local_remote(remote.path())
+            .set("/sync/max_delete", json!(5))
+            .set("/sync/trash", json!(false)),
+    );
+    let output = pod.volume.join("output/alice");
+    for i in 0..12u8 {
+        write(&output.join(format!("shot-{i:02}.png")), &content(i, 1000));
+    }
+    pod.serve("alice");
+    let synced = remote.path().join("ComfyUI/output/alice");
+    wait_same_content(&pod, &output, &synced);
+    pod.wait_report("the first pass to end", |report| {
+        folder(report, "alice", "output")["total"]["files"] == 12
+            && folder(report, "alice", "output")["state"] == "idle"
+    });
+    // The user replaces the folder's content by one new file: 12 deletions, 5 allowed.
+    for i in 0..12u8 {
+        std::fs::remove_file(output.join(format!("shot-{i:02}.png"))).expect("delete");
+    }
+    write(&output.join("new.png"), b"the only one now");
+    let report = pod.wait_report("deletions to be held and the new file uploaded", |report| {
+        folder(report, "alice", "output")["deletions_held"] == 7
+            && folder(report, "alice", "output")["total"]["files"] == 13
+            && folder(report, "alice", "output")["state"] == "idle"
+    });
+    let alice = folder(&report, "alice", "output");
+    assert_eq!(alice["total"]["deleted"], 5, "{alice:#}");
+    assert_eq!(alice["deleted_in_window"], 5, "{alice:#}");
+    assert_eq!(files_under(&synced).len(), 1 + 7);
+    assert!(synced.join("new.png").is_file());
+    // Later passes delete nothing more: the window's budget is spent.
+    write(&output.join("newer.png"), b"and another");
+    pod.wait_report("the next pass", |report| {
+        folder(report, "alice", "output")["total"]["files"] == 14
+            && folder(report, "alice", "output")["state"] == "idle"
+    });
+    assert_eq!(files_under(&synced).len(), 2 + 7);
+
+    let refused = pod.post(
+        "/api/sync/release",
+        json!({"user": "bob", "folder": "output"}),
+    );
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    let released = pod.post(
+        "/api/sync/release",
+        json!({"user": "alice", "folder": "output"}),
+    );
+    assert_eq!(released.status, 202, "{}", released.body);
+    assert_eq!(released.json()["released"], 7);
+    wait_same_content(&pod, &output, &synced);
+    let report = pod.wait_report("the released deletions to be counted", |report| {
+        folder(report, "alice", "output")["total"]["deleted"] == 12
+    });
+    assert_eq!(folder(&report, "alice", "output")["deletions_held"], 0);
+    let again = pod.post(
+        "/api/sync/release",
+        json!({"user": "alice", "folder": "output"}),
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+    let log = pod.get("/api/logs?service=sync").body;
+    assert!(
+        log.contains("output/alice: 7 held deletion(s) released through POST /api/sync/release"),
+        "{log}"
+    );
+}

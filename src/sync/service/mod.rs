@@ -65,6 +65,7 @@ pub struct SyncSetup {
 enum Request {
     Serve(UserName),
     Finish(oneshot::Sender<FinalSync>),
+    Release(UserFolder, oneshot::Sender<Option<u64>>),
 }
 
 /// The supervisor's handle on the sync service.
@@ -79,6 +80,7 @@ impl std::fmt::Debug for Request {
         match self {
             Self::Serve(user) => write!(f, "Serve({user})"),
             Self::Finish(_) => f.write_str("Finish"),
+            Self::Release(folder, _) => write!(f, "Release({folder})"),
         }
     }
 }
@@ -97,6 +99,14 @@ impl SyncHandle {
     /// Hears every new report.
     pub fn subscribe(&self) -> watch::Receiver<Arc<SyncReport>> {
         self.report.clone()
+    }
+
+    /// A person lets the deletions held in `folder` go ahead: how many, or `None` when this
+    /// pod does not sync the folder.
+    pub async fn release(&self, folder: UserFolder) -> Option<u64> {
+        let (reply, done) = oneshot::channel();
+        self.requests.send(Request::Release(folder, reply)).ok()?;
+        done.await.ok().flatten()
     }
 
     /// Runs the final sync of this pod's folders within `sync.final_sync`, stops rclone and
@@ -293,7 +303,23 @@ impl Syncer {
         match request {
             Request::Serve(user) => self.serve(user),
             Request::Finish(reply) => self.begin_finish(reply),
+            Request::Release(folder, reply) => {
+                let released = self.release(&folder);
+                let _ = reply.send(released);
+            }
         }
+    }
+
+    /// Releases the deletions held in `folder`, with a line in the sync log saying so.
+    fn release(&mut self, folder: &UserFolder) -> Option<u64> {
+        let state = self.folders.get_mut(folder)?;
+        let released = state.release_deletions(Instant::now());
+        let line = format!(
+            "{folder}: {released} held deletion(s) released through POST /api/sync/release"
+        );
+        tracing::info!("sync: {line}");
+        self.logs.push(LOG, &line);
+        Some(released)
     }
 
     fn on_news(&mut self, news: News) {

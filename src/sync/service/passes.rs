@@ -125,7 +125,7 @@ impl Syncer {
         };
         let trash = remote.path(&folder.trash(&self.sync.root, &date[..10]));
         let upload = remote.path(&folder.upload(&self.sync.root));
-        let plan = PassPlan::new(
+        let mut plan = PassPlan::new(
             &self.sync,
             state.mode,
             state.local.clone(),
@@ -133,6 +133,8 @@ impl Syncer {
             Some(trash),
             final_pass,
         );
+        plan.delete_budget =
+            state.delete_budget(now_ms(), self.sync.delete_window.0, self.sync.max_delete);
         self.runs += 1;
         let run = self.runs;
         let (client, news, key) = (rcd.client.clone(), self.news_tx.clone(), folder.clone());
