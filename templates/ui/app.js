@@ -787,6 +787,19 @@ function drawSync(data) {
       if (hint) item.append(el("div", `Hint: ${hint}`, "hint"));
       problems.push(item);
     }
+    const held = pick(f, "deletions_held");
+    if (typeof held === "number" && held > 0) {
+      const item = el("li", `${user}/${folder}: ${held} deletion(s) held: sync.max_delete files of this folder were deleted within sync.delete_window. `);
+      const release = el("button", "Release the deletions");
+      release.type = "button";
+      release.addEventListener("click", () => {
+        if (!confirm(`Delete ${held} file(s) of ${folder}/${user} on the remote (to the trash when it is on)?`)) return;
+        act(`release-${user}-${folder}`, `Releasing the deletions held in ${folder}/${user}`,
+          "POST", "api/sync/release", { user, folder });
+      });
+      item.append(release);
+      problems.push(item);
+    }
   }
   if (!rows.length) {
     const row = document.createElement("tr");
