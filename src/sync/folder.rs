@@ -27,6 +27,8 @@ pub struct Running {
     pub started: Instant,
     pub final_pass: bool,
     pub stats: Stats,
+    /// Tells the pass to stop its rclone job (the lease went to another pod).
+    pub stop: tokio::sync::watch::Sender<bool>,
     /// Aborted when the pass is dropped (rclone died, shutdown ran out of time).
     pub(crate) _task: AbortOnDrop,
 }
@@ -249,6 +251,10 @@ impl FolderSync {
             PassOutcome::Lost(_) => {
                 self.due = Some(now);
                 end.said = "interrupted: rclone went away".to_owned();
+            }
+            PassOutcome::Stopped(why) => {
+                end.said.clone_from(why);
+                end.warning = Some(why.clone());
             }
         }
         // A final pass that failed or was cut short is tried again until the deadline.

@@ -13,6 +13,12 @@
 //!    not excluded) go to the trash or are deleted, at most `max_delete` in a pass, and only
 //!    after the first two steps succeeded.
 //!
+//! Each pass uploads into its own folder of the upload place, named by the lease's fencing
+//! token, and checks before steps 2 and 3 that the lease still holds that token: a pod that
+//! lost the lease (frozen, then taken over) never moves or deletes anything in the final folder.
+//! A pass told to stop (the lease went to another pod) stops its rclone job (`job/stop`) and
+//! waits until rclone says it ended.
+//!
 //! The empty-source guard runs before all of it. Bandwidth and transactions-per-second limits
 //! are not per call: rclone applies `_config.BwLimit`/`TPSLimit` only from its global flags,
 //! so they are flags of `rclone rcd` (see `rcd`).
@@ -23,10 +29,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::guard::{self, Source};
-use super::layout::{self, EXCLUDES};
+use super::layout::{self, UserFolder, EXCLUDES};
+use super::lease::Leases;
 use super::rc::{RcClient, RcError, Stats};
 use crate::manifest::{Sync, SyncMode};
 
@@ -40,8 +48,10 @@ pub struct PassPlan {
     pub local: PathBuf,
     /// `remote:root/output/alice`.
     pub remote: String,
-    /// `remote:root/.podstack/upload/output/alice`.
+    /// `remote:root/.podstack/upload/output/alice`; this pass uploads into `<upload>/<token>`.
     pub upload: String,
+    /// The lease's fencing token this pass runs under.
+    pub token: u64,
     /// `remote:root/.trash/<date>/output/alice` for a mirror with the trash on.
     pub trash: Option<String>,
     pub transfers: u32,
@@ -68,12 +78,18 @@ impl PassPlan {
             local,
             remote,
             upload,
+            token: 0,
             trash: trash.filter(|_| mode == SyncMode::Mirror && sync.trash),
             transfers: sync.transfers,
             checkers: sync.checkers,
             delete_budget: u64::from(sync.max_delete),
             min_age: (!final_pass && !sync.min_age.0.is_zero()).then_some(sync.min_age.0),
         }
+    }
+
+    /// This pass's own folder in the upload place.
+    pub fn upload_dir(&self) -> String {
+        format!("{}/{}", self.upload, self.token)
     }
 
     /// The upload step's `sync/copy` body (without `_async`).
@@ -84,7 +100,7 @@ impl PassPlan {
         }
         json!({
             "srcFs": self.local.display().to_string(),
-            "dstFs": self.upload,
+            "dstFs": self.upload_dir(),
             "_config": {
                 "Transfers": self.transfers,
                 "Checkers": self.checkers,
@@ -104,7 +120,7 @@ impl PassPlan {
             config["BackupDir"] = json!(trash);
         }
         json!({
-            "srcFs": self.upload,
+            "srcFs": self.upload_dir(),
             "dstFs": self.remote,
             "deleteEmptySrcDirs": true,
             "_config": config,
@@ -137,6 +153,41 @@ pub enum PassOutcome {
     Failed(String),
     /// rclone went away during the pass; it runs again once rclone is back.
     Lost(String),
+    /// The lease went to another pod: the pass stopped, or never touched the final folder.
+    Stopped(String),
+}
+
+/// What a pass checks before it changes the final folder, and hears when told to stop.
+#[derive(Debug)]
+pub struct PassControl {
+    pub leases: Leases,
+    pub folder: UserFolder,
+    /// Turns `true` when the pass must stop.
+    pub stop: watch::Receiver<bool>,
+}
+
+impl PassControl {
+    /// `Err(Stopped)` when the pass must not go on: told to stop, or the lease no longer
+    /// holds the pass's token.
+    async fn still_mine(&self, token: u64) -> Result<(), PassOutcome> {
+        if *self.stop.borrow() {
+            return Err(PassOutcome::Stopped(
+                "stopped: the lease went to another pod".to_owned(),
+            ));
+        }
+        let (leases, folder) = (self.leases.clone(), self.folder.clone());
+        let holds = tokio::task::spawn_blocking(move || leases.holds(&folder, token))
+            .await
+            .unwrap_or(false);
+        if holds {
+            Ok(())
+        } else {
+            Err(PassOutcome::Stopped(format!(
+                "stopped: {} is no longer this pod's under the lease it started with",
+                self.folder
+            )))
+        }
+    }
 }
 
 impl From<RcError> for PassOutcome {
@@ -152,9 +203,10 @@ impl From<RcError> for PassOutcome {
 pub async fn run(
     client: &RcClient,
     plan: &PassPlan,
+    mut control: PassControl,
     mut progress: impl FnMut(Stats),
 ) -> PassOutcome {
-    match steps(client, plan, &mut progress).await {
+    match steps(client, plan, &mut control, &mut progress).await {
         Ok(outcome) | Err(outcome) => outcome,
     }
 }
@@ -162,6 +214,7 @@ pub async fn run(
 async fn steps(
     client: &RcClient,
     plan: &PassPlan,
+    control: &mut PassControl,
     progress: &mut impl FnMut(Stats),
 ) -> Result<PassOutcome, PassOutcome> {
     let started = Instant::now();
@@ -184,27 +237,34 @@ async fn steps(
             }
         }
     }
-    // What an earlier pass left on its way (rclone or the pod killed mid-upload) goes first:
-    // only this pass's complete uploads are moved into place. `mkdir` first, so that a
-    // missing folder is no error in rclone's log.
+    // What an earlier pass left on its way (rclone or the pod killed mid-upload, a pod that
+    // lost the lease) goes first: only this pass's complete uploads are moved into place.
+    // `mkdir` first, so that a missing folder is no error in rclone's log.
+    control.still_mine(plan.token).await?;
     client.mkdir(&plan.upload).await?;
     client.purge(&plan.upload).await?;
     let uploaded = follow(
         client,
         client.start_job("sync/copy", plan.upload_body()).await?,
+        &mut control.stop,
         progress,
     )
     .await?;
     if uploaded.transfers > 0 {
+        control.still_mine(plan.token).await?;
         follow(
             client,
             client.start_job("sync/move", plan.move_body()).await?,
+            &mut control.stop,
             &mut |_| {},
         )
         .await?;
     }
     let (deleted, held) = match plan.mode {
-        SyncMode::Mirror => delete_extraneous(client, plan).await?,
+        SyncMode::Mirror => {
+            control.still_mine(plan.token).await?;
+            delete_extraneous(client, plan, &control.stop).await?
+        }
         SyncMode::Copy => (0, 0),
     };
     Ok(PassOutcome::Synced(PassFigures {
@@ -216,14 +276,28 @@ async fn steps(
     }))
 }
 
-/// Polls the job until it ends; its final figures.
+/// Polls the job until it ends; its final figures. Told to stop, it stops the job and waits
+/// until rclone says it ended.
 async fn follow(
     client: &RcClient,
     job: u64,
+    stop: &mut watch::Receiver<bool>,
     progress: &mut impl FnMut(Stats),
 ) -> Result<Stats, PassOutcome> {
     loop {
-        tokio::time::sleep(POLL).await;
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = async { drop(stop.wait_for(|stop| *stop).await) } => {
+                client.stop_job(job).await?;
+                while !client.job_status(job).await?.finished {
+                    tokio::time::sleep(POLL).await;
+                }
+                client.forget_stats(job).await;
+                return Err(PassOutcome::Stopped(
+                    "stopped (rclone's job/stop): the lease went to another pod".to_owned(),
+                ));
+            }
+        }
         let status = client.job_status(job).await?;
         let stats = client.stats(job).await.unwrap_or_default();
         if !status.finished {
@@ -240,7 +314,11 @@ async fn follow(
 
 /// The mirror's deletions: the remote's files that the volume no longer has, to the trash
 /// (or deleted without one), as many as the budget allows; how many went and how many are held.
-async fn delete_extraneous(client: &RcClient, plan: &PassPlan) -> Result<(u64, u64), PassOutcome> {
+async fn delete_extraneous(
+    client: &RcClient,
+    plan: &PassPlan,
+    stop: &watch::Receiver<bool>,
+) -> Result<(u64, u64), PassOutcome> {
     let on_remote = client.list_files(&plan.remote).await?;
     let local = plan.local.clone();
     let on_volume = tokio::task::spawn_blocking(move || files_of(&local))
@@ -256,6 +334,11 @@ async fn delete_extraneous(client: &RcClient, plan: &PassPlan) -> Result<(u64, u
     let allowed = usize::try_from(plan.delete_budget).unwrap_or(usize::MAX);
     let mut deleted = 0;
     for path in doomed.iter().take(allowed) {
+        if *stop.borrow() {
+            return Err(PassOutcome::Stopped(
+                "stopped: the lease went to another pod".to_owned(),
+            ));
+        }
         match &plan.trash {
             Some(trash) => client.move_file(&plan.remote, trash, path).await?,
             None => client.delete_file(&plan.remote, path).await?,
@@ -315,7 +398,7 @@ min_age = "10s"
     }
 
     fn plan(sync: &Sync, mode: SyncMode, final_pass: bool) -> PassPlan {
-        PassPlan::new(
+        let mut plan = PassPlan::new(
             sync,
             mode,
             PathBuf::from("/workspace/output/alice"),
@@ -325,7 +408,9 @@ min_age = "10s"
             ),
             Some("gdrive:Out/.trash/2026-05-01/output/alice".to_owned()),
             final_pass,
-        )
+        );
+        plan.token = 1_780_000_000_000;
+        plan
     }
 
     #[test]
@@ -335,7 +420,7 @@ min_age = "10s"
             plan.upload_body(),
             json!({
                 "srcFs": "/workspace/output/alice",
-                "dstFs": "gdrive:Out/.podstack/upload/output/alice",
+                "dstFs": "gdrive:Out/.podstack/upload/output/alice/1780000000000",
                 "_config": {
                     "Transfers": 6,
                     "Checkers": 12,
@@ -347,7 +432,7 @@ min_age = "10s"
         assert_eq!(
             plan.move_body(),
             json!({
-                "srcFs": "gdrive:Out/.podstack/upload/output/alice",
+                "srcFs": "gdrive:Out/.podstack/upload/output/alice/1780000000000",
                 "dstFs": "gdrive:Out/output/alice",
                 "deleteEmptySrcDirs": true,
                 "_config": {

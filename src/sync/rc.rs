@@ -135,6 +135,13 @@ impl RcClient {
             .ok_or_else(|| RcError::Unexpected(format!("{method} gave no job id: {answer}")))
     }
 
+    /// Asks rclone to stop a running job.
+    pub async fn stop_job(&self, job: u64) -> Result<(), RcError> {
+        self.call::<Value>("job/stop", &json!({ "jobid": job }), QUICK)
+            .await
+            .map(|_| ())
+    }
+
     pub async fn job_status(&self, job: u64) -> Result<JobStatus, RcError> {
         self.call("job/status", &json!({ "jobid": job }), QUICK)
             .await

@@ -1106,3 +1106,107 @@ fn max_delete_is_a_budget_per_folder_past_which_deletions_wait_for_a_person() {
         "{log}"
     );
 }
+
+#[test]
+fn a_frozen_holder_that_lost_its_lease_stops_its_job_and_never_writes_the_final_folder() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let _webdav = Server::webdav(served.path(), port);
+    let shared = tempfile::tempdir().expect("temp dir");
+    let volume = shared.path().join("volume");
+    // pod-a uploads slowly: 16 MB behind rclone's 4 MiB burst at 512 KiB/s.
+    let mut first = SyncPod::start(
+        webdav_remote(port)
+            .volume(&volume)
+            .pod_id("pod-a")
+            .set("/sync/bwlimit", json!("512k")),
+    );
+    let output = volume.join("output/alice");
+    for i in 0..8u8 {
+        write(&output.join(format!("big-{i}.png")), &content(i, 2_000_000));
+    }
+    first.serve("alice");
+    first.wait_report("pod-a's pass under way", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    first.rclone_pid();
+    let frozen = first.pid().to_string();
+    let stopped = Command::new("kill").args(["-STOP", &frozen]).status();
+    assert!(stopped.is_ok_and(|status| status.success()));
+    // pod-b takes the stale lease over and syncs everything while pod-a's rclone still runs.
+    let second = SyncPod::start(webdav_remote(port).volume(&volume).pod_id("pod-b"));
+    second.serve("alice");
+    let remote = served.path().join("ComfyUI/output/alice");
+    wait_same_content(&second, &output, &remote);
+    let woken = Command::new("kill").args(["-CONT", &frozen]).status();
+    assert!(woken.is_ok_and(|status| status.success()));
+    first.wait_report(
+        "pod-a to see pod-b hold the folder and its pass end",
+        |report| {
+            let alice = folder(report, "alice", "output");
+            alice["held_by"] == "pod-b" && alice["speed_bps"] == 0.0
+        },
+    );
+    let log = |pod: &str| {
+        std::fs::read_to_string(volume.join(format!(".podstack/logs/{pod}/sync.log")))
+            .unwrap_or_default()
+    };
+    // Woken, pod-a stops its rclone job (`job/stop`), or, when the job ended meanwhile, finds
+    // the lease gone before it touches the final folder.
+    let said = first.output();
+    assert!(said.contains("sync: output/alice: stopped"), "{said}");
+    // pod-a never moved anything into place, and pod-b's next pass leaves no upload behind.
+    assert!(!log("pod-a").contains("Moved"), "{}", log("pod-a"));
+    assert!(!log("pod-a").contains("directory move"), "{}", log("pod-a"));
+    write(&output.join("later.png"), b"after the wake-up");
+    wait_same_content(&second, &output, &remote);
+    second.wait_report("pod-b's pass to end", |report| {
+        folder(report, "alice", "output")["state"] == "idle"
+    });
+    let leftovers = files_under(&served.path().join("ComfyUI/.podstack"));
+    assert!(leftovers.is_empty(), "{leftovers:#?}");
+    let trash = files_under(&served.path().join("ComfyUI/.trash"));
+    assert!(trash.is_empty(), "{trash:#?}");
+}
+
+#[test]
+fn a_lease_taken_by_another_pod_mid_upload_stops_the_rclone_job() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    // 16 MB behind rclone's 4 MiB burst at 512 KiB/s: the job runs long after the takeover.
+    let pod = SyncPod::start(local_remote(remote.path()).set("/sync/bwlimit", json!("512k")));
+    let output = pod.volume.join("output/alice");
+    for i in 0..8u8 {
+        write(&output.join(format!("big-{i}.png")), &content(i, 2_000_000));
+    }
+    pod.serve("alice");
+    pod.wait_report("a pass under way", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    // Another pod's fresh lease, as its takeover leaves it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let lease =
+        json!({"pod": "pod-x", "renewed_ms": now, "heartbeat_ms": 600_000, "claimed_ms": now});
+    let path = pod.volume.join(".podstack/leases/output/alice.json");
+    let fresh = path.with_extension("test.tmp");
+    std::fs::write(&fresh, lease.to_string()).expect("write the lease");
+    std::fs::rename(&fresh, &path).expect("replace the lease");
+    let report = pod.wait_report("the pass to stop", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["held_by"] == "pod-x" && alice["speed_bps"] == 0.0
+    });
+    eventually("the stop in the supervisor's log", || {
+        pod.output()
+            .contains("output/alice: stopped (rclone's job/stop): the lease went to another pod")
+            .then_some(())
+    });
+    let finals = files_under(&remote.path().join("ComfyUI/output/alice"));
+    assert!(
+        finals.is_empty(),
+        "moved into place after the stop: {finals:#?}\n{report:#}"
+    );
+}

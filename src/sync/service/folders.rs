@@ -4,7 +4,7 @@
 
 use tokio::time::Instant;
 
-use super::Syncer;
+use super::{Syncer, LOG};
 use crate::service::clock::now_ms;
 use crate::service::state::ServiceState;
 use crate::sync::folder::FolderSync;
@@ -84,9 +84,20 @@ impl Syncer {
                 continue;
             };
             match (held, &claim) {
-                (true, Claim::HeldBy { pod, .. }) => tracing::warn!(
-                    "sync: the pod {pod} took over the lease of {folder}; this pod stops syncing it"
-                ),
+                (true, Claim::HeldBy { pod, .. }) => {
+                    tracing::warn!(
+                        "sync: the pod {pod} took over the lease of {folder}; this pod stops syncing it"
+                    );
+                    if let Some(running) = &state.running {
+                        let _ = running.stop.send(true);
+                        self.logs.push(
+                            LOG,
+                            &format!(
+                                "{folder}: the lease went to {pod}: stopping the running pass"
+                            ),
+                        );
+                    }
+                }
                 (false, Claim::Mine) => tracing::info!(
                     "sync: took over the lease of {folder} (its holder stopped renewing it)"
                 ),

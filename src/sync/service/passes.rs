@@ -19,7 +19,7 @@ use crate::sync::folder::Running;
 use crate::sync::layout::UserFolder;
 use crate::sync::lease::Claim;
 use crate::sync::once;
-use crate::sync::pass::{self, PassOutcome, PassPlan};
+use crate::sync::pass::{self, PassControl, PassOutcome, PassPlan};
 use crate::sync::rc::Stats;
 use crate::sync::report::{DedupeNote, FolderError};
 
@@ -135,13 +135,28 @@ impl Syncer {
         );
         plan.delete_budget =
             state.delete_budget(now_ms(), self.sync.delete_window.0, self.sync.max_delete);
+        plan.token = match self.leases.token(folder) {
+            Ok(Some(token)) => token,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!("sync: cannot read the lease of {folder}: {err}");
+                state.due = Some(Instant::now() + self.sync.heartbeat.0);
+                return;
+            }
+        };
+        let (stop, stop_heard) = tokio::sync::watch::channel(false);
+        let control = PassControl {
+            leases: self.leases.clone(),
+            folder: folder.clone(),
+            stop: stop_heard,
+        };
         self.runs += 1;
         let run = self.runs;
         let (client, news, key) = (rcd.client.clone(), self.news_tx.clone(), folder.clone());
         let task = tokio::spawn(async move {
             let progress_news = news.clone();
             let progress_key = key.clone();
-            let outcome = pass::run(&client, &plan, |stats| {
+            let outcome = pass::run(&client, &plan, control, |stats| {
                 let _ = progress_news.send(News::Progress {
                     folder: progress_key.clone(),
                     run,
@@ -161,6 +176,7 @@ impl Syncer {
             started: Instant::now(),
             final_pass,
             stats: Stats::default(),
+            stop,
             _task: AbortOnDrop(task),
         });
     }
