@@ -1210,3 +1210,44 @@ fn a_lease_taken_by_another_pod_mid_upload_stops_the_rclone_job() {
         "moved into place after the stop: {finals:#?}\n{report:#}"
     );
 }
+
+#[test]
+fn a_restarted_pod_catches_up_every_folder_changed_while_it_was_down_served_or_not() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let shared = tempfile::tempdir().expect("temp dir");
+    let volume = shared.path().join("volume");
+    let mut first = SyncPod::start(local_remote(remote.path()).volume(&volume).pod_id("pod-a"));
+    let output = volume.join("output/alice");
+    write(&output.join("before.png"), b"synced before the kill");
+    first.serve("alice");
+    let synced = remote.path().join("ComfyUI/output/alice");
+    wait_same_content(&first, &output, &synced);
+    first.wait_report("the pass to end", |report| {
+        folder(report, "alice", "output")["state"] == "idle"
+    });
+    // Files written just before the kill, and while the supervisor is down.
+    write(&output.join("unsynced-1.png"), b"written before the kill");
+    let rclone = first.rclone_pid();
+    first.signal_and_wait("KILL");
+    let _ = Command::new("kill")
+        .args(["-KILL", &rclone.to_string()])
+        .status();
+    drop(first);
+    for i in 2..6u8 {
+        write(&output.join(format!("unsynced-{i}.png")), &content(i, 5000));
+    }
+    std::fs::remove_file(output.join("before.png")).expect("delete");
+    // Restarted, nobody served yet: the ledger brings alice's output back.
+    let second = SyncPod::start(local_remote(remote.path()).volume(&volume).pod_id("pod-a"));
+    wait_same_content(&second, &output, &synced);
+    let report = second.report();
+    assert!(
+        folder(&report, "alice", "output")["held_by"].is_null(),
+        "{report:#}"
+    );
+    let shown = second.everything_shown();
+    assert!(
+        shown.contains("output/alice: changed since its last pass before this start: catching up"),
+        "{shown}"
+    );
+}

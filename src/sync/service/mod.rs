@@ -29,6 +29,7 @@ use crate::sync::error::SetupError;
 use crate::sync::folder::FolderSync;
 use crate::sync::layout::UserFolder;
 use crate::sync::lease::Leases;
+use crate::sync::ledger::Ledger;
 use crate::sync::pass::PassOutcome;
 use crate::sync::rc::Stats;
 use crate::sync::rcd::{self, RcLogin};
@@ -194,6 +195,7 @@ struct Syncer {
     served: BTreeSet<UserName>,
     folders: BTreeMap<UserFolder, FolderSync>,
     leases: Leases,
+    ledger: Ledger,
     watch: Option<FolderWatch>,
     timing: Timing,
     final_sync: Option<FinalSync>,
@@ -235,6 +237,7 @@ impl Syncer {
                 &pod,
                 sync.heartbeat.0,
             ),
+            ledger: Ledger::new(volume.join(".podstack").join("sync"), &pod),
             timing: Timing {
                 min_age: sync.min_age.0,
             },
@@ -267,6 +270,7 @@ impl Syncer {
 
     async fn run(mut self, report: watch::Sender<Arc<SyncReport>>) {
         self.drive(Event::StartRequested);
+        self.catch_up();
         report.send_replace(Arc::new(self.report()));
         let start = Instant::now();
         let mut full_pass =

@@ -207,6 +207,22 @@ impl Syncer {
         if let Some(warning) = end.warning {
             tracing::warn!("sync: {folder}: {warning}");
         }
+        if matches!(outcome, PassOutcome::Synced(_) | PassOutcome::NothingToSync) {
+            // The pass covered the changes older than its start, less min_age unless final.
+            let held_back = if running.final_pass {
+                Duration::ZERO
+            } else {
+                self.sync.min_age.0
+            };
+            let covered = running.started.elapsed() + held_back;
+            let synced_ms =
+                now_ms().saturating_sub(u64::try_from(covered.as_millis()).unwrap_or(u64::MAX));
+            if let Err(err) = self.ledger.record(folder, synced_ms) {
+                tracing::warn!(
+                    "sync: cannot record the pass of {folder} in the sync ledger: {err}"
+                );
+            }
+        }
         if state.duplicates && !state.deduping {
             self.start_dedupe(folder);
         }
