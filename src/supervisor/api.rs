@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/usage", get(usage))
         .route("/api/sync", get(sync))
         .route("/api/sync/release", post(release_deletions))
+        .route("/api/sync/restart", post(restart_sync))
         .route("/api/users", post(add_user))
         .route("/api/login", post(login))
         .route("/api/models", get(models))
@@ -356,6 +357,25 @@ async fn sync(State(state): State<AppState>) -> Result<impl IntoResponse, ApiErr
 struct FolderBody {
     user: String,
     folder: SyncFolderKind,
+}
+
+/// A person starts rclone again after it failed (a crash loop), before its cool-down ends.
+async fn restart_sync(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let Some(sync) = &state.sync else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this pod syncs nothing: the stack has no [sync] section",
+            "add [sync] to the stack manifest (see the README's Sync section) and rebuild",
+        ));
+    };
+    sync.restart().await.map_err(|why| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            why,
+            "GET /api/sync shows the state of rclone; only a failed rclone is restarted",
+        )
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"restarted": true}))))
 }
 
 /// A person lets the deletions held in one user folder go ahead (audited in the sync log).

@@ -31,6 +31,8 @@ pub struct SyncReport {
     pub folders: Vec<FolderReport>,
     /// The final sync at shutdown, once it ran.
     pub final_sync: Option<FinalSync>,
+    /// When rclone, failed after a crash loop, is started again (its cool-down's end).
+    pub restart_at_ms: Option<u64>,
 }
 
 /// The Shared Drive in use.

@@ -767,6 +767,18 @@ function syncFolders(data) {
 function drawSync(data) {
   const rows = [];
   const problems = [];
+  const service = (data && data.service) || {};
+  if (service.state === "failed") {
+    const at = data.restart_at_ms;
+    const item = el("li", `rclone failed: ${service.reason || "see the sync log"}` +
+      (typeof at === "number" ? ` It is started again in ${duration(Math.max(0, at - Date.now()))}. ` : " "));
+    const restart = el("button", "Restart the sync now");
+    restart.type = "button";
+    restart.addEventListener("click", () =>
+      act("restart-sync", "Restarting the sync", "POST", "api/sync/restart", {}));
+    item.append(restart);
+    problems.push(item);
+  }
   for (const f of syncFolders(data || {})) {
     const user = pick(f, "user") || "";
     const folder = pick(f, "folder", "path", "name") || "";

@@ -1251,3 +1251,53 @@ fn a_restarted_pod_catches_up_every_folder_changed_while_it_was_down_served_or_n
         "{shown}"
     );
 }
+
+#[test]
+fn an_rclone_crash_loop_cools_down_and_a_person_can_restart_it() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let crash = remote.path().join("crash");
+    std::fs::write(&crash, b"").expect("write the marker");
+    let pod = SyncPod::start(
+        fake_rclone(local_remote(&remote.path().join("remote")))
+            .env("FAKE_RCLONE_RCD_CRASH", &crash.display().to_string()),
+    );
+    write(
+        &pod.volume.join("output/alice/a.png"),
+        b"waiting for rclone",
+    );
+    pod.serve("alice");
+    // Ten deaths within two minutes: failed, with a cool-down instead of for good.
+    let report = pod.wait_report("the crash loop and its cool-down", |report| {
+        report["service"]["state"] == "failed" && report["restart_at_ms"].is_u64()
+    });
+    assert!(
+        report["restart_at_ms"].as_u64() > report["now_ms"].as_u64(),
+        "{report:#}"
+    );
+    assert!(
+        pod.output()
+            .contains("rclone keeps crashing; it is started again in 30s"),
+        "{}",
+        pod.output()
+    );
+    std::fs::remove_file(&crash).expect("remove the marker");
+    let restarted = pod.post("/api/sync/restart", json!({}));
+    assert_eq!(restarted.status, 202, "{}", restarted.body);
+    pod.wait_report("rclone to be ready and alice synced", |report| {
+        report["service"]["state"] == "ready"
+            && report["restart_at_ms"].is_null()
+            && folder(report, "alice", "output")["total"]["files"] == 1
+    });
+    let again = pod.post("/api/sync/restart", json!({}));
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(
+        again.body.contains("rclone is ready, not failed"),
+        "{}",
+        again.body
+    );
+    let log = pod.get("/api/logs?service=sync").body;
+    assert!(
+        log.contains("rclone restarted through POST /api/sync/restart"),
+        "{log}"
+    );
+}

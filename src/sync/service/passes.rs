@@ -208,6 +208,7 @@ impl Syncer {
             tracing::warn!("sync: {folder}: {warning}");
         }
         if matches!(outcome, PassOutcome::Synced(_) | PassOutcome::NothingToSync) {
+            self.cool_downs = 0;
             // The pass covered the changes older than its start, less min_age unless final.
             let held_back = if running.final_pass {
                 Duration::ZERO
