@@ -28,6 +28,8 @@ pub fn hint(error: &str) -> &'static str {
         || has("permission")
     {
         "the remote refused the credentials: check the secrets given as RUNPOD_SECRET_RCLONE_* or PODSTACK_SYNC_* and the account's access to the folder"
+    } else if has("409") || has("conflict") || has("read-only") || has("read only") {
+        "the remote refused to write (409 Conflict or read-only): the account may only read the folder, or the remote is read-only; give it write access to <root>"
     } else if has("_config") || has("_filter") {
         "rclone refused a setting from [sync] (e.g. bwlimit); check the stack manifest"
     } else {
@@ -52,6 +54,10 @@ mod tests {
                 "cannot be reached",
             ),
             ("401 Unauthorized", "credentials"),
+            (
+                "failed to make directory: Put \"http://127.0.0.1:9/x/a.png\": 409 Conflict",
+                "read-only",
+            ),
             ("something new", "sync log"),
         ];
         for (error, expected) in cases {
