@@ -8,11 +8,13 @@
 # The workload is the same for both: 4 users generating at once, each writing one file every
 # second, 50 files per user of 2-20 MB (sizes from a fixed seed, about 2.2 GB in all). It
 # reports the time from the first file written until all are on the remote, the upload
-# latency (file written -> complete on the remote) p50/p95, and the ratios.
-# Usage: ci/bench-sync.sh [FILES_PER_USER]   (installs rclone from Debian when missing)
+# latency (file written -> complete on the remote) p50/p95, the ratios, and the uploads per
+# file (PUT requests the WebDAV server answered, from its log, over the files written: 1.00
+# when nothing is uploaded twice).
+# Usage: ci/bench-sync.sh [FILES_PER_USER]   (rclone is the tests', from ci/rclone.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v rclone >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq rclone >/dev/null; }
+PATH="$(bash ci/rclone.sh):$PATH"
 cargo build --release --locked --quiet
 
 files=${1:-50}
@@ -36,12 +38,17 @@ free_port() {
 dav_port=$(free_port)
 mkdir -p "$work/served"
 rclone serve webdav "$work/served" --addr "127.0.0.1:$dav_port" --user bench --pass bench-password \
-    --config "" >"$work/webdav.log" 2>&1 &
+    --config "" -v --log-file "$work/webdav.log" &
 pids+=("$!")
 obscured=$(rclone obscure bench-password)
 until python3 -c "import socket; socket.create_connection(('127.0.0.1', $dav_port))" 2>/dev/null; do
     sleep 0.1
 done
+
+# How many PUTs under <served>/<root>/ the WebDAV server answered so far.
+uploads() {
+    grep -c "INFO  : //$1/.*: PUT from" "$work/webdav.log" || true
+}
 
 # Writes the workload into <volume>/output/<user>/ and measures when each file is complete
 # under <served>/<root>/output/<user>/. Prints one JSON line.
@@ -147,6 +154,7 @@ PY
 podstack=$(measure "$work/podstack" "$work/served/podstack")
 kill -TERM "$supervisor"
 wait "$supervisor" || true
+podstack_uploads=$(uploads podstack)
 rm -rf "$work/podstack" "$work/served/podstack"
 
 # The field approach: a loop over the user folders every 60 s, started with the workload.
@@ -168,10 +176,13 @@ pids+=("$loop")
 field=$(measure "$work/field" "$work/served/field")
 pkill -TERM -P "$loop" 2>/dev/null || true
 kill -TERM "$loop" 2>/dev/null || true
+field_uploads=$(uploads field)
 
-python3 - "$podstack" "$field" <<'PY'
+python3 - "$podstack" "$field" "$podstack_uploads" "$field_uploads" <<'PY'
 import json, sys
 podstack, field = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+podstack["uploads_per_file"] = round(int(sys.argv[3]) / podstack["files"], 2)
+field["uploads_per_file"] = round(int(sys.argv[4]) / field["files"], 2)
 print(f"workload: 4 users x {podstack['files'] // 4} files of 2-20 MB ({podstack['gigabytes']} GB), one file per user per second")
 print(f"{'':34}{'podstack':>10}{'field loop':>12}{'ratio':>8}")
 for key, label in [("all_remote_s", "first write -> all remote (s)"),
@@ -179,6 +190,7 @@ for key, label in [("all_remote_s", "first write -> all remote (s)"),
     a, b = podstack[key], field[key]
     ratio = f"{b / a:.1f}x" if a and b else "-"
     print(f"{label:34}{a:>10}{b:>12}{ratio:>8}")
+print(f"{'uploads per file':34}{podstack['uploads_per_file']:>10.2f}{field['uploads_per_file']:>12.2f}")
 for name, run in [("podstack", podstack), ("field loop", field)]:
     if run["arrived"] < run["files"]:
         print(f"warning: {name}: only {run['arrived']} of {run['files']} files arrived within 900 s")

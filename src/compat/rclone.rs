@@ -146,6 +146,7 @@ mod tests {
     fn versions_order_as_releases() {
         assert!(v("1.53.3") < v("1.55.0"));
         assert!(v("1.60.1") > v("1.55.0"));
+        assert!(v("1.60.1-DEV") == v("1.60.1"));
         assert!(v("1.100.0") > v("1.75.2"));
         assert_eq!(v("v1.75.2"), v("1.75.2"));
         for bad in ["1.75", "1.75.2.1", "x.1.2", "1..2", ""] {

@@ -458,9 +458,13 @@ pub struct Sync {
     /// Mirror deletions and overwrites go to `<root>/.trash/<date>`.
     #[serde(default = "yes")]
     pub trash: bool,
-    /// Refuse a mirror pass that would delete more than this many files.
+    /// A mirror deletes at most this many files of one user folder within `delete_window`;
+    /// the rest are held until a person releases them.
     #[serde(default = "default_max_delete")]
     pub max_delete: u32,
+    /// The window over which `max_delete` counts a folder's deletions.
+    #[serde(default = "default_delete_window")]
+    pub delete_window: HumanDuration,
     /// How often a pod renews its lease on each user folder it syncs; a lease not renewed
     /// for three heartbeats is taken over by another pod that served the user.
     #[serde(default = "default_heartbeat")]
@@ -554,6 +558,9 @@ fn default_sync_interval() -> HumanDuration {
 }
 fn default_max_delete() -> u32 {
     100
+}
+fn default_delete_window() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
 }
 fn default_parallel_downloads() -> u32 {
     2

@@ -690,7 +690,7 @@ impl Checker {
             if let Some(version) = old {
                 self.error(
                     format!("python.packages[{i}]"),
-                    format!("rclone {version} is older than {}, the oldest release whose per-call safety settings (dated trash, max_delete, min_age) the sync can rely on", facts.minimum.version),
+                    format!("rclone {version} is older than {}, the oldest release checked to take every per-call setting the sync relies on (dated trash, upload comparison, min_age)", facts.minimum.version),
                     format!("write \"{pin}\", the release podstack is tested with"),
                 );
             }

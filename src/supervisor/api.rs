@@ -32,9 +32,11 @@ use super::auth;
 use super::outputs;
 use super::status::Status;
 use super::usage::{self, Month};
+use crate::manifest::SyncFolderKind;
 use crate::service::clock::now_ms;
 use crate::service::logs::{LogLine, SUPERVISOR};
 use crate::service::state::UnixMillis;
+use crate::sync::layout::UserFolder;
 use crate::user::UserName;
 
 /// Request bodies are small JSON objects.
@@ -67,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/health", get(health))
         .route("/api/usage", get(usage))
         .route("/api/sync", get(sync))
+        .route("/api/sync/release", post(release_deletions))
+        .route("/api/sync/restart", post(restart_sync))
         .route("/api/users", post(add_user))
         .route("/api/login", post(login))
         .route("/api/models", get(models))
@@ -349,6 +353,65 @@ async fn sync(State(state): State<AppState>) -> Result<impl IntoResponse, ApiErr
     }))
 }
 
+#[derive(Debug, Deserialize)]
+struct FolderBody {
+    user: String,
+    folder: SyncFolderKind,
+}
+
+/// A person starts rclone again after it failed (a crash loop), before its cool-down ends.
+async fn restart_sync(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let Some(sync) = &state.sync else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this pod syncs nothing: the stack has no [sync] section",
+            "add [sync] to the stack manifest (see the README's Sync section) and rebuild",
+        ));
+    };
+    sync.restart().await.map_err(|why| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            why,
+            "GET /api/sync shows the state of rclone; only a failed rclone is restarted",
+        )
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"restarted": true}))))
+}
+
+/// A person lets the deletions held in one user folder go ahead (audited in the sync log).
+async fn release_deletions(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<FolderBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let folder = UserFolder {
+        user: user_name(&body.user)?,
+        kind: body.folder,
+    };
+    let Some(sync) = &state.sync else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this pod syncs nothing: the stack has no [sync] section",
+            "add [sync] to the stack manifest (see the README's Sync section) and rebuild",
+        ));
+    };
+    match sync.release(folder.clone()).await {
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("this pod does not sync {folder}"),
+            "release the deletions on the pod that serves the user (GET /api/sync lists its folders)",
+        )),
+        Some(0) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("no deletion is held in {folder}"),
+            "deletions are held only after sync.max_delete files of a folder were deleted within sync.delete_window",
+        )),
+        Some(released) => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"folder": folder.to_string(), "released": released})),
+        )),
+    }
+}
+
 /// The sync report with the server's clock.
 #[derive(Debug, Serialize)]
 struct SyncView {
@@ -480,6 +543,7 @@ mod tests {
             outputs_dir: Arc::new(settings.volume.join("output")),
             sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
             models: Models::new(&settings).unwrap(),
+            sync: None,
         });
         Panel { router, _dir: dir }
     }

@@ -24,4 +24,6 @@ pub struct AppState {
     pub sessions_dir: Arc<PathBuf>,
     /// The stack's models in the shared folder.
     pub models: Models,
+    /// The sync service, when the stack syncs.
+    pub sync: Option<crate::sync::SyncHandle>,
 }

@@ -214,6 +214,7 @@ async fn serve(
         outputs_dir: Arc::new(settings.volume.join("output")),
         sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
         models,
+        sync: sync.clone(),
     });
     let (close, closing) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(

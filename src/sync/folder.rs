@@ -4,7 +4,9 @@
 //! retry with backoff after a failure, a halt after a refusal, a re-run after rclone died).
 //! Pure bookkeeping: the service does the I/O.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -25,6 +27,8 @@ pub struct Running {
     pub started: Instant,
     pub final_pass: bool,
     pub stats: Stats,
+    /// Tells the pass to stop its rclone job (the lease went to another pod).
+    pub stop: tokio::sync::watch::Sender<bool>,
     /// Aborted when the pass is dropped (rclone died, shutdown ran out of time).
     pub(crate) _task: AbortOnDrop,
 }
@@ -65,6 +69,12 @@ pub struct FolderSync {
     pub dedupe: Option<DedupeNote>,
     /// How its final pass ended, once shutdown began.
     pub final_outcome: Option<String>,
+    /// When each deletion of the current window happened (Unix ms), oldest first.
+    pub deletions: VecDeque<u64>,
+    /// Deletions held by the last pass: the budget was spent.
+    pub deletions_held: u64,
+    /// Deletions a person released beyond the budget, not yet made.
+    pub released: u64,
 }
 
 impl FolderSync {
@@ -94,6 +104,9 @@ impl FolderSync {
             last_dedupe: None,
             dedupe: None,
             final_outcome: None,
+            deletions: VecDeque::new(),
+            deletions_held: 0,
+            released: 0,
         };
         folder.set_claim(claim, now);
         folder
@@ -115,6 +128,29 @@ impl FolderSync {
             _ => {}
         }
         self.claim = claim;
+    }
+
+    /// How many files the next pass may delete: `max_delete` less the deletions within
+    /// `window` before `now_ms`, plus what a person released.
+    pub fn delete_budget(&mut self, now_ms: u64, window: Duration, max_delete: u32) -> u64 {
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        while self
+            .deletions
+            .front()
+            .is_some_and(|&at| at.saturating_add(window_ms) <= now_ms)
+        {
+            self.deletions.pop_front();
+        }
+        let spent = u64::try_from(self.deletions.len()).unwrap_or(u64::MAX);
+        u64::from(max_delete).saturating_sub(spent) + self.released
+    }
+
+    /// A person lets the held deletions go ahead; how many.
+    pub fn release_deletions(&mut self, now: Instant) -> u64 {
+        let held = self.deletions_held;
+        self.released += held;
+        self.expedite(now);
+        held
     }
 
     /// A pass no later than `at` (unless one is running: its end decides).
@@ -163,11 +199,27 @@ impl FolderSync {
                     self.total.files += figures.files;
                     self.total.bytes += figures.bytes;
                     self.total.deleted += figures.deleted;
+                    let deleted = usize::try_from(figures.deleted).unwrap_or(usize::MAX);
+                    self.deletions.extend(std::iter::repeat_n(now_ms, deleted));
+                    self.released = self.released.saturating_sub(figures.deleted);
+                    self.deletions_held = figures.held;
+                    if figures.held > 0 {
+                        end.warning = Some(format!(
+                            "{} deletion(s) held: sync.max_delete files were deleted within sync.delete_window; release them with POST /api/sync/release",
+                            figures.held
+                        ));
+                    }
                     end.said = format!(
                         "synced {} file(s), {}",
                         figures.files,
                         human_bytes(figures.bytes)
                     );
+                    if figures.still_written > 0 {
+                        end.said.push_str(&format!(
+                            "; {} file(s) modified in the last second (still being written) left for the next start",
+                            figures.still_written
+                        ));
+                    }
                     if figures.files > 0 || figures.deleted > 0 {
                         end.moved = Some(format!(
                             "{} file(s), {} uploaded, {} moved to the trash or deleted, in {:.1} s",
@@ -205,6 +257,10 @@ impl FolderSync {
             PassOutcome::Lost(_) => {
                 self.due = Some(now);
                 end.said = "interrupted: rclone went away".to_owned();
+            }
+            PassOutcome::Stopped(why) => {
+                end.said.clone_from(why);
+                end.warning = Some(why.clone());
             }
         }
         // A final pass that failed or was cut short is tried again until the deadline.
@@ -274,6 +330,8 @@ impl FolderSync {
             speed_bps: stats.map_or(0.0, |s| s.speed),
             last_error: self.last_error.clone(),
             dedupe: self.dedupe.clone(),
+            deletions_held: self.deletions_held,
+            deleted_in_window: u64::try_from(self.deletions.len()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -316,8 +374,42 @@ mod tests {
             files,
             bytes: files * 1_000_000,
             deleted: 0,
+            held: 0,
+            still_written: 0,
             seconds: 1.0,
         })
+    }
+
+    #[test]
+    fn deletions_are_a_budget_over_the_window_and_a_release_adds_what_was_held() {
+        let start = Instant::now();
+        let mut folder = folder(start);
+        let hour = Duration::from_secs(3600);
+        assert_eq!(folder.delete_budget(0, hour, 100), 100);
+        let deleting = PassOutcome::Synced(PassFigures {
+            deleted: 100,
+            held: 50,
+            ..PassFigures::default()
+        });
+        let end = folder.pass_done((start, false), &deleting, "", (start, 1000), TIMING, false);
+        assert!(end
+            .warning
+            .is_some_and(|w| w.starts_with("50 deletion(s) held")));
+        assert_eq!(folder.total.deleted, 100);
+        // The next pass within the hour may delete nothing more.
+        assert_eq!(folder.delete_budget(2000, hour, 100), 0);
+        assert_eq!(folder.release_deletions(start), 50);
+        assert_eq!(folder.delete_budget(3000, hour, 100), 50);
+        let released = PassOutcome::Synced(PassFigures {
+            deleted: 50,
+            ..PassFigures::default()
+        });
+        folder.pass_done((start, false), &released, "", (start, 4000), TIMING, false);
+        assert_eq!((folder.deletions_held, folder.released), (0, 0));
+        assert_eq!(folder.delete_budget(5000, hour, 100), 0);
+        // An hour after the first deletions, their part of the budget is back.
+        assert_eq!(folder.delete_budget(1000 + 3_600_000, hour, 100), 100 - 50);
+        assert_eq!(folder.delete_budget(4000 + 3_600_000, hour, 100), 100);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! <vol>/input/<user>                      <remote>:<root>/input/<user>
 //! <vol>/users/<user>/default/workflows    <remote>:<root>/workflows/<user>
 //! mirror deletions and overwrites  ->     <remote>:<root>/.trash/<date>/<folder>/<user>
+//! uploads on their way              ->     <remote>:<root>/.podstack/upload/<folder>/<user>
 //! ```
 //!
 //! `default` is the user ComfyUI keeps its files under in its `--user-directory` when it runs
@@ -14,7 +15,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{SyncFolderKind, SyncMode};
+use crate::manifest::SyncFolderKind;
 use crate::user::UserName;
 
 /// ComfyUI's user when it runs without `--multi-user`.
@@ -58,17 +59,15 @@ impl UserFolder {
         format!("{root}/{self}")
     }
 
+    /// Where a pass uploads before moving the files into place server-side: a partial
+    /// upload never sits under a file's final name.
+    pub fn upload(&self, root: &str) -> String {
+        format!("{root}/.podstack/upload/{self}")
+    }
+
     /// Where a mirror pass on `date` (`YYYY-MM-DD`) moves what it deletes or overwrites.
     pub fn trash(&self, root: &str, date: &str) -> String {
         format!("{root}/.trash/{date}/{self}")
-    }
-}
-
-/// The rclone remote-control method for a mode.
-pub fn method(mode: SyncMode) -> &'static str {
-    match mode {
-        SyncMode::Mirror => "sync/sync",
-        SyncMode::Copy => "sync/copy",
     }
 }
 
@@ -125,6 +124,10 @@ mod tests {
         assert_eq!(
             folder("bob", SyncFolderKind::Output).trash("Out", "2026-05-01"),
             "Out/.trash/2026-05-01/output/bob"
+        );
+        assert_eq!(
+            folder("bob", SyncFolderKind::Output).upload("Out"),
+            "Out/.podstack/upload/output/bob"
         );
     }
 

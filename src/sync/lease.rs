@@ -8,7 +8,11 @@
 //! - a lease not renewed for [`TAKEOVER_AFTER`] of its holder's heartbeats is stale: the pod
 //!   that takes it over removes it under a takeover lock (`<user>.takeover`, `O_EXCL` too)
 //!   only if it is still the stale lease it read, then claims it with `O_EXCL` like a free one;
-//! - a pod that stops releases its leases, so another can take over at once.
+//! - a pod that stops releases its leases, so another can take over at once;
+//! - each claim is stamped with when it was made (`claimed_ms`, kept by renewals): the fencing
+//!   token of the passes run under it. Before a pass changes the final folder on the remote it
+//!   checks that the lease still holds its token, so a holder that was frozen and lost the
+//!   lease meanwhile cannot write where the new holder does.
 //!
 //! Times are wall-clock milliseconds of the pods, which share the volume and NTP.
 
@@ -30,6 +34,9 @@ struct LeaseRecord {
     pod: String,
     renewed_ms: u64,
     heartbeat_ms: u64,
+    /// When this pod claimed the lease; renewals keep it.
+    #[serde(default)]
+    claimed_ms: u64,
 }
 
 /// Who syncs a folder.
@@ -86,7 +93,7 @@ impl Leases {
         for _ in 0..4 {
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
-                    file.write_all(&self.record_bytes(now_ms)?)?;
+                    file.write_all(&self.record_bytes(now_ms, now_ms)?)?;
                     file.sync_all()?;
                     return Ok(Claim::Mine);
                 }
@@ -98,7 +105,7 @@ impl Leases {
             };
             match &seen.record {
                 Some(record) if record.pod == self.pod => {
-                    self.write_own(&path, now_ms)?;
+                    self.write_own(&path, now_ms, record.claimed_ms)?;
                     return Ok(Claim::Mine);
                 }
                 _ if self.stale(&seen, now_ms) => self.take_over(&path, &seen, now_ms)?,
@@ -118,13 +125,31 @@ impl Leases {
     pub fn renew(&self, folder: &UserFolder, now_ms: u64) -> io::Result<Claim> {
         let path = self.path(folder);
         match read(&path)? {
-            Some(seen) if seen.record.as_ref().is_some_and(|r| r.pod == self.pod) => {
-                self.write_own(&path, now_ms)?;
+            Some(Seen {
+                record: Some(record),
+                ..
+            }) if record.pod == self.pod => {
+                self.write_own(&path, now_ms, record.claimed_ms)?;
                 Ok(Claim::Mine)
             }
             Some(seen) => Ok(holder(&seen)),
             None => self.claim(folder, now_ms),
         }
+    }
+
+    /// The fencing token of this pod's claim on the folder (when it claimed it), or `None`
+    /// when the lease is not this pod's.
+    pub fn token(&self, folder: &UserFolder) -> io::Result<Option<u64>> {
+        Ok(read(&self.path(folder))?
+            .and_then(|seen| seen.record)
+            .filter(|record| record.pod == self.pod)
+            .map(|record| record.claimed_ms))
+    }
+
+    /// Whether this pod still holds the folder under the claim `token` (an unreadable lease
+    /// does not count as held).
+    pub fn holds(&self, folder: &UserFolder, token: u64) -> bool {
+        self.token(folder).ok().flatten() == Some(token)
     }
 
     /// Gives the lease up, if this pod holds it.
@@ -141,20 +166,21 @@ impl Leases {
         }
     }
 
-    fn record_bytes(&self, now_ms: u64) -> io::Result<Vec<u8>> {
+    fn record_bytes(&self, now_ms: u64, claimed_ms: u64) -> io::Result<Vec<u8>> {
         let record = LeaseRecord {
             pod: self.pod.clone(),
             renewed_ms: now_ms,
             heartbeat_ms: millis(self.heartbeat),
+            claimed_ms,
         };
         serde_json::to_vec(&record).map_err(io::Error::other)
     }
 
     /// Replaces the lease with a fresh one of this pod, atomically.
-    fn write_own(&self, path: &Path, now_ms: u64) -> io::Result<()> {
+    fn write_own(&self, path: &Path, now_ms: u64, claimed_ms: u64) -> io::Result<()> {
         let fresh = path.with_extension(format!("{}.tmp", self.pod));
         let mut file = fs::File::create(&fresh)?;
-        file.write_all(&self.record_bytes(now_ms)?)?;
+        file.write_all(&self.record_bytes(now_ms, claimed_ms)?)?;
         file.sync_all()?;
         fs::rename(&fresh, path)
     }
@@ -293,6 +319,21 @@ mod tests {
                 renewed_ms: Some(stale)
             }
         );
+    }
+
+    #[test]
+    fn a_claims_token_survives_renewals_and_a_takeover_fences_the_old_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (pod(dir.path(), "pod-a"), pod(dir.path(), "pod-b"));
+        a.claim(&output("alice"), NOW).unwrap();
+        assert_eq!(a.token(&output("alice")).unwrap(), Some(NOW));
+        a.renew(&output("alice"), NOW + 10_000).unwrap();
+        assert!(a.holds(&output("alice"), NOW));
+        assert_eq!(b.token(&output("alice")).unwrap(), None);
+        let stale = NOW + 10_000 + 30_001;
+        assert_eq!(b.claim(&output("alice"), stale).unwrap(), Claim::Mine);
+        assert!(!a.holds(&output("alice"), NOW));
+        assert!(b.holds(&output("alice"), stale));
     }
 
     #[test]

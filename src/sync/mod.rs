@@ -15,6 +15,7 @@ pub mod folder;
 pub mod guard;
 pub mod layout;
 pub mod lease;
+pub mod ledger;
 pub mod once;
 pub mod pass;
 pub mod rc;

@@ -1,21 +1,45 @@
-//! One pass of one user folder: the empty-source guard for a mirror, then an async rclone job
-//! (`sync/sync` for a mirror, `sync/copy` for a copy) with the manifest's concurrency and the
-//! safety settings in `_config` (`BackupDir` = the dated trash, `MaxDelete`) and the excludes
-//! and `MinAge` in `_filter`, polled until it finishes. Bandwidth and transactions-per-second
-//! limits are not per call: rclone applies `_config.BwLimit`/`TPSLimit` only from its global
-//! flags, so they are flags of `rclone rcd` (see `rcd`).
+//! One pass of one user folder, in three steps, so that a file on the remote is only ever a
+//! whole version a user made:
+//! 1. upload: an async `sync/copy` from the volume into the folder's upload place
+//!    (`layout::UserFolder::upload`), comparing against the final folder (`CompareDest`), with
+//!    the excludes and `MinAge` in `_filter`. The filter only sees the source and the upload
+//!    place, never the final folder: a file uploaded a moment ago is not taken for a missing
+//!    one (remotes that cannot keep modification times give it the upload's time).
+//! 2. into place: an async `sync/move` from the upload place into the final folder, which every
+//!    backend the sync supports does server-side, file by file (overwritten versions go to the
+//!    dated trash in a mirror). An upload cut short stays in the upload place, which the next
+//!    pass empties first.
+//! 3. deletions (mirror only): the files on the remote that are no longer on the volume (and
+//!    not excluded) go to the trash or are deleted, at most `max_delete` in a pass, and only
+//!    after the first two steps succeeded.
+//!
+//! Each pass uploads into its own folder of the upload place, named by the lease's fencing
+//! token, and checks before steps 2 and 3 that the lease still holds that token: a pod that
+//! lost the lease (frozen, then taken over) never moves or deletes anything in the final folder.
+//! A pass told to stop (the lease went to another pod) stops its rclone job (`job/stop`) and
+//! waits until rclone says it ended.
+//!
+//! The empty-source guard runs before all of it. Bandwidth and transactions-per-second limits
+//! are not per call: rclone applies `_config.BwLimit`/`TPSLimit` only from its global flags,
+//! so they are flags of `rclone rcd` (see `rcd`).
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::guard::{self, Source};
-use super::layout::{self, EXCLUDES};
+use super::layout::{self, UserFolder, EXCLUDES};
+use super::lease::Leases;
 use super::rc::{RcClient, RcError, Stats};
 use crate::manifest::{Sync, SyncMode};
+
+/// The final pass leaves files modified this recently: still being written when the pod stops.
+pub const FINAL_MIN_AGE: Duration = Duration::from_secs(1);
 
 /// How often a running job is asked how it is doing.
 const POLL: Duration = Duration::from_millis(300);
@@ -27,13 +51,21 @@ pub struct PassPlan {
     pub local: PathBuf,
     /// `remote:root/output/alice`.
     pub remote: String,
+    /// `remote:root/.podstack/upload/output/alice`; this pass uploads into `<upload>/<token>`.
+    pub upload: String,
+    /// The lease's fencing token this pass runs under.
+    pub token: u64,
     /// `remote:root/.trash/<date>/output/alice` for a mirror with the trash on.
     pub trash: Option<String>,
     pub transfers: u32,
     pub checkers: u32,
-    pub max_delete: u32,
-    /// `None` on the final pass: nothing is being written any more.
+    /// How many files the mirror may still delete in this folder (`max_delete` less the
+    /// deletions of the window, plus what a person released).
+    pub delete_budget: u64,
+    /// [`FINAL_MIN_AGE`] on the final pass: nothing should be written any more, and what
+    /// still is would be uploaded half-done.
     pub min_age: Option<Duration>,
+    pub final_pass: bool,
 }
 
 impl PassPlan {
@@ -42,7 +74,7 @@ impl PassPlan {
         sync: &Sync,
         mode: SyncMode,
         local: PathBuf,
-        remote: String,
+        (remote, upload): (String, String),
         trash: Option<String>,
         final_pass: bool,
     ) -> Self {
@@ -50,35 +82,58 @@ impl PassPlan {
             mode,
             local,
             remote,
+            upload,
+            token: 0,
             trash: trash.filter(|_| mode == SyncMode::Mirror && sync.trash),
             transfers: sync.transfers,
             checkers: sync.checkers,
-            max_delete: sync.max_delete,
-            min_age: (!final_pass && !sync.min_age.0.is_zero()).then_some(sync.min_age.0),
+            delete_budget: u64::from(sync.max_delete),
+            min_age: if final_pass {
+                Some(FINAL_MIN_AGE)
+            } else {
+                (!sync.min_age.0.is_zero()).then_some(sync.min_age.0)
+            },
+            final_pass,
         }
     }
 
-    /// The remote-control call's body (without `_async`).
-    pub fn body(&self) -> Value {
-        let mut config = json!({
-            "Transfers": self.transfers,
-            "Checkers": self.checkers,
-        });
-        if self.mode == SyncMode::Mirror {
-            config["MaxDelete"] = json!(self.max_delete);
-            if let Some(trash) = &self.trash {
-                config["BackupDir"] = json!(trash);
-            }
-        }
+    /// This pass's own folder in the upload place.
+    pub fn upload_dir(&self) -> String {
+        format!("{}/{}", self.upload, self.token)
+    }
+
+    /// The upload step's `sync/copy` body (without `_async`).
+    pub fn upload_body(&self) -> Value {
         let mut filter = json!({ "ExcludeRule": EXCLUDES });
         if let Some(min_age) = self.min_age {
             filter["MinAge"] = json!(crate::duration::HumanDuration(min_age).to_string());
         }
         json!({
             "srcFs": self.local.display().to_string(),
-            "dstFs": self.remote,
-            "_config": config,
+            "dstFs": self.upload_dir(),
+            "_config": {
+                "Transfers": self.transfers,
+                "Checkers": self.checkers,
+                "CompareDest": [self.remote],
+            },
             "_filter": filter,
+        })
+    }
+
+    /// The `sync/move` body (without `_async`) that puts the uploads into place.
+    pub fn move_body(&self) -> Value {
+        let mut config = json!({
+            "Transfers": self.transfers,
+            "Checkers": self.checkers,
+        });
+        if let Some(trash) = &self.trash {
+            config["BackupDir"] = json!(trash);
+        }
+        json!({
+            "srcFs": self.upload_dir(),
+            "dstFs": self.remote,
+            "deleteEmptySrcDirs": true,
+            "_config": config,
         })
     }
 }
@@ -91,6 +146,10 @@ pub struct PassFigures {
     pub bytes: u64,
     /// Files deleted (moved to the trash) on the remote.
     pub deleted: u64,
+    /// Files no longer on the volume that stay on the remote: the delete budget is spent.
+    pub held: u64,
+    /// Files the final pass left because they were modified within [`FINAL_MIN_AGE`].
+    pub still_written: u64,
     pub seconds: f64,
 }
 
@@ -106,6 +165,41 @@ pub enum PassOutcome {
     Failed(String),
     /// rclone went away during the pass; it runs again once rclone is back.
     Lost(String),
+    /// The lease went to another pod: the pass stopped, or never touched the final folder.
+    Stopped(String),
+}
+
+/// What a pass checks before it changes the final folder, and hears when told to stop.
+#[derive(Debug)]
+pub struct PassControl {
+    pub leases: Leases,
+    pub folder: UserFolder,
+    /// Turns `true` when the pass must stop.
+    pub stop: watch::Receiver<bool>,
+}
+
+impl PassControl {
+    /// `Err(Stopped)` when the pass must not go on: told to stop, or the lease no longer
+    /// holds the pass's token.
+    async fn still_mine(&self, token: u64) -> Result<(), PassOutcome> {
+        if *self.stop.borrow() {
+            return Err(PassOutcome::Stopped(
+                "stopped: the lease went to another pod".to_owned(),
+            ));
+        }
+        let (leases, folder) = (self.leases.clone(), self.folder.clone());
+        let holds = tokio::task::spawn_blocking(move || leases.holds(&folder, token))
+            .await
+            .unwrap_or(false);
+        if holds {
+            Ok(())
+        } else {
+            Err(PassOutcome::Stopped(format!(
+                "stopped: {} is no longer this pod's under the lease it started with",
+                self.folder
+            )))
+        }
+    }
 }
 
 impl From<RcError> for PassOutcome {
@@ -117,12 +211,24 @@ impl From<RcError> for PassOutcome {
     }
 }
 
-/// Runs the pass; `progress` hears the job's figures while it runs.
+/// Runs the pass; `progress` hears the upload's figures while it runs.
 pub async fn run(
     client: &RcClient,
     plan: &PassPlan,
+    mut control: PassControl,
     mut progress: impl FnMut(Stats),
 ) -> PassOutcome {
+    match steps(client, plan, &mut control, &mut progress).await {
+        Ok(outcome) | Err(outcome) => outcome,
+    }
+}
+
+async fn steps(
+    client: &RcClient,
+    plan: &PassPlan,
+    control: &mut PassControl,
+    progress: &mut impl FnMut(Stats),
+) -> Result<PassOutcome, PassOutcome> {
     let started = Instant::now();
     let local = plan.local.clone();
     let source = tokio::task::spawn_blocking(move || Source::of(&local))
@@ -130,35 +236,89 @@ pub async fn run(
         .unwrap_or(Source::Missing);
     if source != Source::HasFiles {
         match plan.mode {
-            SyncMode::Copy if source == Source::Missing => return PassOutcome::NothingToSync,
+            SyncMode::Copy if source == Source::Missing => return Ok(PassOutcome::NothingToSync),
             SyncMode::Copy => {}
             SyncMode::Mirror => {
-                let remote_files = match client.count_files(&plan.remote).await {
-                    Ok(count) => count.unwrap_or(0),
-                    Err(err) => return err.into(),
-                };
+                let remote_files = client.count_files(&plan.remote).await?.unwrap_or(0);
                 if let Some(refusal) = guard::refusal(source, &plan.local, remote_files) {
-                    return PassOutcome::Refused(refusal);
+                    return Ok(PassOutcome::Refused(refusal));
                 }
                 if source == Source::Missing {
-                    return PassOutcome::NothingToSync;
+                    return Ok(PassOutcome::NothingToSync);
                 }
             }
         }
     }
-    let job = match client
-        .start_job(layout::method(plan.mode), plan.body())
-        .await
-    {
-        Ok(job) => job,
-        Err(err) => return err.into(),
+    // What an earlier pass left on its way (rclone or the pod killed mid-upload, a pod that
+    // lost the lease) goes first: only this pass's complete uploads are moved into place.
+    // `mkdir` first, so that a missing folder is no error in rclone's log.
+    control.still_mine(plan.token).await?;
+    client.mkdir(&plan.upload).await?;
+    client.purge(&plan.upload).await?;
+    let uploaded = follow(
+        client,
+        client.start_job("sync/copy", plan.upload_body()).await?,
+        &mut control.stop,
+        progress,
+    )
+    .await?;
+    if uploaded.transfers > 0 {
+        control.still_mine(plan.token).await?;
+        follow(
+            client,
+            client.start_job("sync/move", plan.move_body()).await?,
+            &mut control.stop,
+            &mut |_| {},
+        )
+        .await?;
+    }
+    let (deleted, held) = match plan.mode {
+        SyncMode::Mirror => {
+            control.still_mine(plan.token).await?;
+            delete_extraneous(client, plan, &control.stop).await?
+        }
+        SyncMode::Copy => (0, 0),
     };
+    Ok(PassOutcome::Synced(PassFigures {
+        files: uploaded.transfers,
+        bytes: uploaded.bytes,
+        deleted,
+        held,
+        still_written: if plan.final_pass {
+            let local = plan.local.clone();
+            tokio::task::spawn_blocking(move || young_files(&local, FINAL_MIN_AGE))
+                .await
+                .unwrap_or(0)
+        } else {
+            0
+        },
+        seconds: started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// Polls the job until it ends; its final figures. Told to stop, it stops the job and waits
+/// until rclone says it ended.
+async fn follow(
+    client: &RcClient,
+    job: u64,
+    stop: &mut watch::Receiver<bool>,
+    progress: &mut impl FnMut(Stats),
+) -> Result<Stats, PassOutcome> {
     loop {
-        tokio::time::sleep(POLL).await;
-        let status = match client.job_status(job).await {
-            Ok(status) => status,
-            Err(err) => return err.into(),
-        };
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = async { drop(stop.wait_for(|stop| *stop).await) } => {
+                client.stop_job(job).await?;
+                while !client.job_status(job).await?.finished {
+                    tokio::time::sleep(POLL).await;
+                }
+                client.forget_stats(job).await;
+                return Err(PassOutcome::Stopped(
+                    "stopped (rclone's job/stop): the lease went to another pod".to_owned(),
+                ));
+            }
+        }
+        let status = client.job_status(job).await?;
         let stats = client.stats(job).await.unwrap_or_default();
         if !status.finished {
             progress(stats);
@@ -166,15 +326,98 @@ pub async fn run(
         }
         client.forget_stats(job).await;
         if !status.success {
-            return PassOutcome::Failed(status.error);
+            return Err(PassOutcome::Failed(status.error));
         }
-        return PassOutcome::Synced(PassFigures {
-            files: stats.transfers,
-            bytes: stats.bytes,
-            deleted: stats.deletes,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        return Ok(stats);
     }
+}
+
+/// The mirror's deletions: the remote's files that the volume no longer has, to the trash
+/// (or deleted without one), as many as the budget allows; how many went and how many are held.
+async fn delete_extraneous(
+    client: &RcClient,
+    plan: &PassPlan,
+    stop: &watch::Receiver<bool>,
+) -> Result<(u64, u64), PassOutcome> {
+    // The folder exists after a pass, and making it keeps rclone's log free of a "directory
+    // not found" error for a folder not yet on the remote.
+    client.mkdir(&plan.remote).await?;
+    let on_remote = client.list_files(&plan.remote).await?;
+    let local = plan.local.clone();
+    let on_volume = tokio::task::spawn_blocking(move || files_of(&local))
+        .await
+        .map_err(|err| PassOutcome::Failed(format!("listing the volume failed: {err}")))?
+        .map_err(|err| {
+            PassOutcome::Failed(format!(
+                "cannot list {} to find the deletions: {err}",
+                plan.local.display()
+            ))
+        })?;
+    let doomed = extraneous(on_remote, &on_volume);
+    let allowed = usize::try_from(plan.delete_budget).unwrap_or(usize::MAX);
+    let mut deleted = 0;
+    for path in doomed.iter().take(allowed) {
+        if *stop.borrow() {
+            return Err(PassOutcome::Stopped(
+                "stopped: the lease went to another pod".to_owned(),
+            ));
+        }
+        match &plan.trash {
+            Some(trash) => client.move_file(&plan.remote, trash, path).await?,
+            None => client.delete_file(&plan.remote, path).await?,
+        }
+        deleted += 1;
+    }
+    let held = u64::try_from(doomed.len().saturating_sub(allowed)).unwrap_or(u64::MAX);
+    Ok((deleted, held))
+}
+
+/// The remote paths without a file on the volume, excluded ones aside (never uploaded, so
+/// never deleted either), in order.
+fn extraneous(on_remote: Vec<String>, on_volume: &BTreeSet<String>) -> Vec<String> {
+    let mut doomed: Vec<String> = on_remote
+        .into_iter()
+        .filter(|path| !on_volume.contains(path) && !layout::excluded(Path::new(path)))
+        .collect();
+    doomed.sort();
+    doomed
+}
+
+/// How many files under `dir` were modified within `age` (what `MinAge` left behind).
+fn young_files(dir: &Path, age: Duration) -> u64 {
+    let now = std::time::SystemTime::now();
+    let young = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry.file_type().is_file())
+        .filter(|entry| !layout::excluded(entry.path().strip_prefix(dir).unwrap_or(entry.path())))
+        .filter(|entry| {
+            entry
+                .metadata()
+                .ok()
+                .and_then(|meta| meta.modified().ok())
+                .and_then(|modified| now.duration_since(modified).ok())
+                .is_none_or(|since| since < age)
+        })
+        .count();
+    u64::try_from(young).unwrap_or(u64::MAX)
+}
+
+/// Every regular file under `dir`, by its path relative to it with `/` between components.
+fn files_of(dir: &Path) -> std::io::Result<BTreeSet<String>> {
+    let mut found = BTreeSet::new();
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = entry.map_err(std::io::Error::other)?;
+        if entry.file_type().is_file() {
+            let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+            let parts: Vec<_> = relative
+                .components()
+                .map(|part| part.as_os_str().to_string_lossy())
+                .collect();
+            found.insert(parts.join("/"));
+        }
+    }
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -197,45 +440,58 @@ min_age = "10s"
         .unwrap()
     }
 
-    #[test]
-    fn a_mirror_pass_carries_the_trash_the_delete_guard_excludes_and_min_age() {
-        let plan = PassPlan::new(
-            &sync(),
-            SyncMode::Mirror,
+    fn plan(sync: &Sync, mode: SyncMode, final_pass: bool) -> PassPlan {
+        let mut plan = PassPlan::new(
+            sync,
+            mode,
             PathBuf::from("/workspace/output/alice"),
-            "gdrive:Out/output/alice".to_owned(),
+            (
+                "gdrive:Out/output/alice".to_owned(),
+                "gdrive:Out/.podstack/upload/output/alice".to_owned(),
+            ),
             Some("gdrive:Out/.trash/2026-05-01/output/alice".to_owned()),
-            false,
+            final_pass,
         );
+        plan.token = 1_780_000_000_000;
+        plan
+    }
+
+    #[test]
+    fn the_upload_filters_the_source_and_only_compares_with_the_final_folder() {
+        let plan = plan(&sync(), SyncMode::Mirror, false);
         assert_eq!(
-            plan.body(),
+            plan.upload_body(),
             json!({
                 "srcFs": "/workspace/output/alice",
-                "dstFs": "gdrive:Out/output/alice",
+                "dstFs": "gdrive:Out/.podstack/upload/output/alice/1780000000000",
                 "_config": {
                     "Transfers": 6,
                     "Checkers": 12,
-                    "MaxDelete": 40,
-                    "BackupDir": "gdrive:Out/.trash/2026-05-01/output/alice"
+                    "CompareDest": ["gdrive:Out/output/alice"]
                 },
                 "_filter": {"ExcludeRule": ["*.tmp", "*.partial", "/temp/**"], "MinAge": "10s"}
+            })
+        );
+        assert_eq!(
+            plan.move_body(),
+            json!({
+                "srcFs": "gdrive:Out/.podstack/upload/output/alice/1780000000000",
+                "dstFs": "gdrive:Out/output/alice",
+                "deleteEmptySrcDirs": true,
+                "_config": {
+                    "Transfers": 6,
+                    "Checkers": 12,
+                    "BackupDir": "gdrive:Out/.trash/2026-05-01/output/alice"
+                }
             })
         );
     }
 
     #[test]
-    fn a_copy_deletes_nothing_and_the_final_pass_takes_young_files() {
-        let plan = PassPlan::new(
-            &sync(),
-            SyncMode::Copy,
-            PathBuf::from("/workspace/input/alice"),
-            "gdrive:Out/input/alice".to_owned(),
-            Some("gdrive:Out/.trash/2026-05-01/input/alice".to_owned()),
-            true,
-        );
-        let body = plan.body();
-        assert_eq!(body["_config"], json!({"Transfers": 6, "Checkers": 12}));
-        assert_eq!(body["_filter"].get("MinAge"), None);
+    fn a_copy_has_no_trash_and_the_final_pass_leaves_only_files_still_being_written() {
+        let plan = plan(&sync(), SyncMode::Copy, true);
+        assert_eq!(plan.move_body()["_config"].get("BackupDir"), None);
+        assert_eq!(plan.upload_body()["_filter"]["MinAge"], "1s");
     }
 
     #[test]
@@ -243,16 +499,45 @@ min_age = "10s"
         let mut sync = sync();
         sync.trash = false;
         sync.min_age = HumanDuration::from_millis(1500);
-        let plan = PassPlan::new(
-            &sync,
-            SyncMode::Mirror,
-            PathBuf::from("/v/output/a"),
-            "gdrive:Out/output/a".to_owned(),
-            Some("gdrive:Out/.trash/d/output/a".to_owned()),
-            false,
+        let plan = plan(&sync, SyncMode::Mirror, false);
+        assert_eq!(plan.move_body()["_config"].get("BackupDir"), None);
+        assert_eq!(plan.upload_body()["_filter"]["MinAge"], "1500ms");
+    }
+
+    #[test]
+    fn deletions_are_the_remote_files_the_volume_lost_excluded_ones_aside() {
+        let on_volume = BTreeSet::from(["a.png".to_owned(), "sub/b.png".to_owned()]);
+        let on_remote = [
+            "sub/c.png",
+            "a.png",
+            "old.png",
+            "half.png.partial",
+            "temp/x.png",
+            "sub/b.png",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        assert_eq!(extraneous(on_remote, &on_volume), ["old.png", "sub/c.png"]);
+    }
+
+    #[test]
+    fn files_modified_within_the_final_min_age_are_counted_as_still_written() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("now.png"), b"a").unwrap();
+        std::fs::write(dir.path().join("now.png.tmp"), b"a").unwrap();
+        assert_eq!(young_files(dir.path(), Duration::from_secs(3600)), 1);
+        assert_eq!(young_files(dir.path(), Duration::ZERO), 0);
+    }
+
+    #[test]
+    fn the_volume_is_listed_with_slashes_and_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub/empty")).unwrap();
+        std::fs::write(dir.path().join("a.png"), b"a").unwrap();
+        std::fs::write(dir.path().join("sub/b.png"), b"b").unwrap();
+        assert_eq!(
+            files_of(dir.path()).unwrap(),
+            BTreeSet::from(["a.png".to_owned(), "sub/b.png".to_owned()])
         );
-        let body = plan.body();
-        assert_eq!(body["_config"].get("BackupDir"), None);
-        assert_eq!(body["_filter"]["MinAge"], "1500ms");
     }
 }

@@ -135,6 +135,13 @@ impl RcClient {
             .ok_or_else(|| RcError::Unexpected(format!("{method} gave no job id: {answer}")))
     }
 
+    /// Asks rclone to stop a running job.
+    pub async fn stop_job(&self, job: u64) -> Result<(), RcError> {
+        self.call::<Value>("job/stop", &json!({ "jobid": job }), QUICK)
+            .await
+            .map(|_| ())
+    }
+
     pub async fn job_status(&self, job: u64) -> Result<JobStatus, RcError> {
         self.call("job/status", &json!({ "jobid": job }), QUICK)
             .await
@@ -150,6 +157,68 @@ impl RcClient {
         let _ = self
             .call::<Value>("core/stats-delete", &json!({ "group": group(job) }), QUICK)
             .await;
+    }
+
+    /// Makes the folder `fs` (`remote:path`); nothing happens when it exists.
+    pub async fn mkdir(&self, fs: &str) -> Result<(), RcError> {
+        self.call::<Value>(
+            "operations/mkdir",
+            &json!({ "fs": fs, "remote": "" }),
+            LISTING,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Removes the folder `fs` and everything in it.
+    pub async fn purge(&self, fs: &str) -> Result<(), RcError> {
+        self.call::<Value>(
+            "operations/purge",
+            &json!({ "fs": fs, "remote": "" }),
+            LISTING,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// The paths of every file under the folder `fs`, relative to it; empty when it does not
+    /// exist.
+    pub async fn list_files(&self, fs: &str) -> Result<Vec<String>, RcError> {
+        let body = json!({
+            "fs": fs,
+            "remote": "",
+            "opt": {"recurse": true, "filesOnly": true, "noModTime": true, "noMimeType": true},
+        });
+        match self.call::<Value>("operations/list", &body, LISTING).await {
+            Ok(answer) => Ok(answer["list"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|entry| entry["Path"].as_str().map(str::to_owned))
+                .collect()),
+            Err(RcError::Refused { status: 404, .. }) => Ok(Vec::new()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Moves the file `path` of the folder `from` to the same path under the folder `to`
+    /// (server-side where the remote can).
+    pub async fn move_file(&self, from: &str, to: &str, path: &str) -> Result<(), RcError> {
+        let body = json!({"srcFs": from, "srcRemote": path, "dstFs": to, "dstRemote": path});
+        self.call::<Value>("operations/movefile", &body, LISTING)
+            .await
+            .map(|_| ())
+    }
+
+    /// Deletes the file `path` of the folder `fs`.
+    pub async fn delete_file(&self, fs: &str, path: &str) -> Result<(), RcError> {
+        self.call::<Value>(
+            "operations/deletefile",
+            &json!({ "fs": fs, "remote": path }),
+            LISTING,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// How many files the remote folder `fs` (`remote:path`) holds; `None` when it does not

@@ -31,6 +31,8 @@ pub struct SyncReport {
     pub folders: Vec<FolderReport>,
     /// The final sync at shutdown, once it ran.
     pub final_sync: Option<FinalSync>,
+    /// When rclone, failed after a crash loop, is started again (its cool-down's end).
+    pub restart_at_ms: Option<u64>,
 }
 
 /// The Shared Drive in use.
@@ -84,6 +86,11 @@ pub struct FolderReport {
     pub last_error: Option<FolderError>,
     /// The last `rclone dedupe` on this folder.
     pub dedupe: Option<DedupeNote>,
+    /// Files no longer on the volume that the mirror did not delete: `max_delete` deletions
+    /// happened within `delete_window`. `POST /api/sync/release` lets them go.
+    pub deletions_held: u64,
+    /// Deletions counted against `max_delete` in the current window (as of the last pass).
+    pub deleted_in_window: u64,
 }
 
 /// Counters since the supervisor started.

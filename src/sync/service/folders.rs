@@ -4,12 +4,13 @@
 
 use tokio::time::Instant;
 
-use super::Syncer;
+use super::{Syncer, LOG};
 use crate::service::clock::now_ms;
 use crate::service::state::ServiceState;
 use crate::sync::folder::FolderSync;
 use crate::sync::layout::{excluded, UserFolder};
 use crate::sync::lease::Claim;
+use crate::sync::ledger::changed_since;
 use crate::sync::schedule::DEBOUNCE;
 use crate::sync::trigger::Change;
 use crate::user::UserName;
@@ -20,30 +21,59 @@ impl Syncer {
         if self.finishing.is_some() || !self.served.insert(user.clone()) {
             return;
         }
-        let remote_name = self.sync.remote.clone();
         for entry in self.sync.folders.clone() {
             let folder = UserFolder {
                 user: user.clone(),
                 kind: entry.path,
             };
-            let local = folder.local(&self.volume);
-            let claim = self.claim(&folder);
-            match &claim {
-                Claim::Mine => self.log(&format!("{folder}: this pod syncs it")),
-                Claim::HeldBy { pod, .. } => {
-                    self.log(&format!(
-                        "{folder}: synced by the pod {pod}, which holds its lease"
-                    ));
-                }
+            if !self.folders.contains_key(&folder) {
+                self.add_folder(folder, entry.mode);
             }
-            if let Some(watch) = &mut self.watch {
-                watch.watch(&local);
+        }
+    }
+
+    /// Claims `folder`, enters it in the ledger and syncs it from now on.
+    fn add_folder(&mut self, folder: UserFolder, mode: crate::manifest::SyncMode) {
+        let local = folder.local(&self.volume);
+        let claim = self.claim(&folder);
+        match &claim {
+            Claim::Mine => self.log(&format!("{folder}: this pod syncs it")),
+            Claim::HeldBy { pod, .. } => {
+                self.log(&format!(
+                    "{folder}: synced by the pod {pod}, which holds its lease"
+                ));
             }
-            let remote = format!("{remote_name}:{}", folder.remote(&self.sync.root));
-            self.folders.insert(
-                folder,
-                FolderSync::new(entry.mode, local, remote, claim, Instant::now()),
-            );
+        }
+        if let Err(err) = self.ledger.enter(&folder) {
+            tracing::warn!("sync: cannot enter {folder} in the sync ledger: {err}");
+        }
+        if let Some(watch) = &mut self.watch {
+            watch.watch(&local);
+        }
+        let remote = format!("{}:{}", self.sync.remote, folder.remote(&self.sync.root));
+        self.folders.insert(
+            folder,
+            FolderSync::new(mode, local, remote, claim, Instant::now()),
+        );
+    }
+
+    /// At start: every folder in the ledger changed since its last pass is synced again,
+    /// served or not, once its lease is free or stale (a supervisor killed before its pass).
+    pub(super) fn catch_up(&mut self) {
+        for (folder, synced_ms) in self.ledger.entries() {
+            let Some(entry) = self.sync.folders.iter().find(|f| f.path == folder.kind) else {
+                continue;
+            };
+            let mode = entry.mode;
+            if self.folders.contains_key(&folder)
+                || !changed_since(&folder.local(&self.volume), synced_ms)
+            {
+                continue;
+            }
+            self.log(&format!(
+                "{folder}: changed since its last pass before this start: catching up"
+            ));
+            self.add_folder(folder, mode);
         }
     }
 
@@ -84,9 +114,20 @@ impl Syncer {
                 continue;
             };
             match (held, &claim) {
-                (true, Claim::HeldBy { pod, .. }) => tracing::warn!(
-                    "sync: the pod {pod} took over the lease of {folder}; this pod stops syncing it"
-                ),
+                (true, Claim::HeldBy { pod, .. }) => {
+                    tracing::warn!(
+                        "sync: the pod {pod} took over the lease of {folder}; this pod stops syncing it"
+                    );
+                    if let Some(running) = &state.running {
+                        let _ = running.stop.send(true);
+                        self.logs.push(
+                            LOG,
+                            &format!(
+                                "{folder}: the lease went to {pod}: stopping the running pass"
+                            ),
+                        );
+                    }
+                }
                 (false, Claim::Mine) => tracing::info!(
                     "sync: took over the lease of {folder} (its holder stopped renewing it)"
                 ),

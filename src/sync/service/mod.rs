@@ -29,6 +29,7 @@ use crate::sync::error::SetupError;
 use crate::sync::folder::FolderSync;
 use crate::sync::layout::UserFolder;
 use crate::sync::lease::Leases;
+use crate::sync::ledger::Ledger;
 use crate::sync::pass::PassOutcome;
 use crate::sync::rc::Stats;
 use crate::sync::rcd::{self, RcLogin};
@@ -65,6 +66,8 @@ pub struct SyncSetup {
 enum Request {
     Serve(UserName),
     Finish(oneshot::Sender<FinalSync>),
+    Release(UserFolder, oneshot::Sender<Option<u64>>),
+    Restart(oneshot::Sender<Result<(), String>>),
 }
 
 /// The supervisor's handle on the sync service.
@@ -79,6 +82,8 @@ impl std::fmt::Debug for Request {
         match self {
             Self::Serve(user) => write!(f, "Serve({user})"),
             Self::Finish(_) => f.write_str("Finish"),
+            Self::Release(folder, _) => write!(f, "Release({folder})"),
+            Self::Restart(_) => f.write_str("Restart"),
         }
     }
 }
@@ -97,6 +102,24 @@ impl SyncHandle {
     /// Hears every new report.
     pub fn subscribe(&self) -> watch::Receiver<Arc<SyncReport>> {
         self.report.clone()
+    }
+
+    /// A person lets the deletions held in `folder` go ahead: how many, or `None` when this
+    /// pod does not sync the folder.
+    pub async fn release(&self, folder: UserFolder) -> Option<u64> {
+        let (reply, done) = oneshot::channel();
+        self.requests.send(Request::Release(folder, reply)).ok()?;
+        done.await.ok().flatten()
+    }
+
+    /// Starts rclone again after it failed; why not when it did not fail.
+    pub async fn restart(&self) -> Result<(), String> {
+        let (reply, done) = oneshot::channel();
+        self.requests
+            .send(Request::Restart(reply))
+            .map_err(|_| "the sync service has ended".to_owned())?;
+        done.await
+            .unwrap_or_else(|_| Err("the sync service has ended".to_owned()))
     }
 
     /// Runs the final sync of this pod's folders within `sync.final_sync`, stops rclone and
@@ -184,6 +207,11 @@ struct Syncer {
     served: BTreeSet<UserName>,
     folders: BTreeMap<UserFolder, FolderSync>,
     leases: Leases,
+    ledger: Ledger,
+    /// When rclone is started again after a crash loop.
+    cool_down: Option<Instant>,
+    /// Cool-downs since rclone last synced a folder.
+    cool_downs: u32,
     watch: Option<FolderWatch>,
     timing: Timing,
     final_sync: Option<FinalSync>,
@@ -225,6 +253,9 @@ impl Syncer {
                 &pod,
                 sync.heartbeat.0,
             ),
+            ledger: Ledger::new(volume.join(".podstack").join("sync"), &pod),
+            cool_down: None,
+            cool_downs: 0,
             timing: Timing {
                 min_age: sync.min_age.0,
             },
@@ -257,6 +288,7 @@ impl Syncer {
 
     async fn run(mut self, report: watch::Sender<Arc<SyncReport>>) {
         self.drive(Event::StartRequested);
+        self.catch_up();
         report.send_replace(Arc::new(self.report()));
         let start = Instant::now();
         let mut full_pass =
@@ -276,6 +308,7 @@ impl Syncer {
                 Some(news) = self.news.recv() => self.on_news(news),
                 () = sleep_until(due) => {}
                 () = sleep_until(deadline) => self.conclude_final_sync(),
+                () = sleep_until(self.cool_down) => self.after_cool_down(),
                 _ = full_pass.tick() => self.full_pass(),
                 _ = heartbeat.tick() => self.heartbeat(),
                 _ = new_folders.tick() => self.watch_new_folders(),
@@ -293,7 +326,75 @@ impl Syncer {
         match request {
             Request::Serve(user) => self.serve(user),
             Request::Finish(reply) => self.begin_finish(reply),
+            Request::Restart(reply) => {
+                let _ = reply.send(self.restart());
+            }
+            Request::Release(folder, reply) => {
+                let released = self.release(&folder);
+                let _ = reply.send(released);
+            }
         }
+    }
+
+    /// A person starts rclone again after it failed (`POST /api/sync/restart`).
+    fn restart(&mut self) -> Result<(), String> {
+        if !matches!(self.machine.state(), ServiceState::Failed { .. }) {
+            let state = serde_json::to_value(self.machine.state())
+                .ok()
+                .and_then(|value| value["state"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(format!("rclone is {state}, not failed: nothing to restart"));
+        }
+        self.cool_down = None;
+        let line = "rclone restarted through POST /api/sync/restart";
+        tracing::info!("sync: {line}");
+        self.logs.push(LOG, line);
+        self.drive(Event::StartRequested);
+        Ok(())
+    }
+
+    /// After rclone crashed too often (the state machine's crash loop), a cool-down instead of
+    /// failed until the pod restarts: rclone is started again after [`cool_down_after`].
+    fn arm_cool_down(&mut self) {
+        if self.cool_down.is_some() || self.finishing.is_some() {
+            return;
+        }
+        let ServiceState::Failed {
+            exit: Some(exit), ..
+        } = self.machine.state()
+        else {
+            return;
+        };
+        if !exit.worth_restarting() {
+            return;
+        }
+        let after = cool_down_after(self.cool_downs);
+        self.cool_downs = self.cool_downs.saturating_add(1);
+        self.cool_down = Some(Instant::now() + after);
+        tracing::warn!(
+            "sync: rclone keeps crashing; it is started again in {} (or now with POST /api/sync/restart)",
+            crate::duration::HumanDuration(after)
+        );
+    }
+
+    fn after_cool_down(&mut self) {
+        self.cool_down = None;
+        if matches!(self.machine.state(), ServiceState::Failed { .. }) {
+            tracing::info!("sync: starting rclone again after its cool-down");
+            self.drive(Event::StartRequested);
+        }
+    }
+
+    /// Releases the deletions held in `folder`, with a line in the sync log saying so.
+    fn release(&mut self, folder: &UserFolder) -> Option<u64> {
+        let state = self.folders.get_mut(folder)?;
+        let released = state.release_deletions(Instant::now());
+        let line = format!(
+            "{folder}: {released} held deletion(s) released through POST /api/sync/release"
+        );
+        tracing::info!("sync: {line}");
+        self.logs.push(LOG, &line);
+        Some(released)
     }
 
     fn on_news(&mut self, news: News) {
@@ -361,6 +462,7 @@ impl Syncer {
                 events.extend(self.act(action));
             }
         }
+        self.arm_cool_down();
     }
 
     fn act(&mut self, action: Action) -> Option<Event> {
@@ -443,13 +545,40 @@ impl Syncer {
             users: self.served.iter().map(ToString::to_string).collect(),
             folders,
             final_sync: self.final_sync.clone(),
+            restart_at_ms: self.cool_down.map(|at| {
+                let left = at.saturating_duration_since(Instant::now());
+                now_ms().saturating_add(u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+            }),
         }
     }
+}
+
+/// The cool-down before the `round`-th start after a crash loop (from 0): 30 s, doubling up to
+/// ten minutes.
+pub fn cool_down_after(round: u32) -> Duration {
+    let factor = 1u32.checked_shl(round.min(16)).unwrap_or(u32::MAX);
+    Duration::from_secs(30)
+        .saturating_mul(factor)
+        .min(Duration::from_secs(600))
 }
 
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_loop_cools_down_thirty_seconds_doubling_to_ten_minutes() {
+        let rounds: Vec<u64> = (0..8)
+            .map(|round| cool_down_after(round).as_secs())
+            .collect();
+        assert_eq!(rounds, [30, 60, 120, 240, 480, 600, 600, 600]);
+        assert_eq!(cool_down_after(u32::MAX).as_secs(), 600);
     }
 }

@@ -19,7 +19,7 @@ use crate::sync::folder::Running;
 use crate::sync::layout::UserFolder;
 use crate::sync::lease::Claim;
 use crate::sync::once;
-use crate::sync::pass::{self, PassOutcome, PassPlan};
+use crate::sync::pass::{self, PassControl, PassOutcome, PassPlan};
 use crate::sync::rc::Stats;
 use crate::sync::report::{DedupeNote, FolderError};
 
@@ -120,25 +120,43 @@ impl Syncer {
             return;
         };
         let date = utc_timestamp(now_ms());
-        let trash = self
-            .remote
-            .as_ref()
-            .map(|remote| remote.path(&folder.trash(&self.sync.root, &date[..10])));
-        let plan = PassPlan::new(
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let trash = remote.path(&folder.trash(&self.sync.root, &date[..10]));
+        let upload = remote.path(&folder.upload(&self.sync.root));
+        let mut plan = PassPlan::new(
             &self.sync,
             state.mode,
             state.local.clone(),
-            state.remote.clone(),
-            trash,
+            (state.remote.clone(), upload),
+            Some(trash),
             final_pass,
         );
+        plan.delete_budget =
+            state.delete_budget(now_ms(), self.sync.delete_window.0, self.sync.max_delete);
+        plan.token = match self.leases.token(folder) {
+            Ok(Some(token)) => token,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!("sync: cannot read the lease of {folder}: {err}");
+                state.due = Some(Instant::now() + self.sync.heartbeat.0);
+                return;
+            }
+        };
+        let (stop, stop_heard) = tokio::sync::watch::channel(false);
+        let control = PassControl {
+            leases: self.leases.clone(),
+            folder: folder.clone(),
+            stop: stop_heard,
+        };
         self.runs += 1;
         let run = self.runs;
         let (client, news, key) = (rcd.client.clone(), self.news_tx.clone(), folder.clone());
         let task = tokio::spawn(async move {
             let progress_news = news.clone();
             let progress_key = key.clone();
-            let outcome = pass::run(&client, &plan, |stats| {
+            let outcome = pass::run(&client, &plan, control, |stats| {
                 let _ = progress_news.send(News::Progress {
                     folder: progress_key.clone(),
                     run,
@@ -158,6 +176,7 @@ impl Syncer {
             started: Instant::now(),
             final_pass,
             stats: Stats::default(),
+            stop,
             _task: AbortOnDrop(task),
         });
     }
@@ -187,6 +206,23 @@ impl Syncer {
         }
         if let Some(warning) = end.warning {
             tracing::warn!("sync: {folder}: {warning}");
+        }
+        if matches!(outcome, PassOutcome::Synced(_) | PassOutcome::NothingToSync) {
+            self.cool_downs = 0;
+            // The pass covered the changes older than its start, less min_age unless final.
+            let held_back = if running.final_pass {
+                crate::sync::pass::FINAL_MIN_AGE
+            } else {
+                self.sync.min_age.0
+            };
+            let covered = running.started.elapsed() + held_back;
+            let synced_ms =
+                now_ms().saturating_sub(u64::try_from(covered.as_millis()).unwrap_or(u64::MAX));
+            if let Err(err) = self.ledger.record(folder, synced_ms) {
+                tracing::warn!(
+                    "sync: cannot record the pass of {folder} in the sync ledger: {err}"
+                );
+            }
         }
         if state.duplicates && !state.deduping {
             self.start_dedupe(folder);
