@@ -219,24 +219,36 @@ fn content(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Waits until the remote folder holds exactly `expected` (relative path -> size).
+/// Waits until `read` of the remote folder `dir` gives what `want` gives; fails with both and
+/// the sync report at the deadline.
 #[track_caller]
-fn wait_remote(pod: &SyncPod, dir: &Path, expected: &BTreeMap<String, u64>) {
+fn wait_remote_as<T: PartialEq + std::fmt::Debug>(
+    pod: &SyncPod,
+    dir: &Path,
+    want: impl Fn() -> T,
+    read: impl Fn(&Path) -> T,
+) {
     let start = Instant::now();
     loop {
-        let found = files_under(dir);
-        if &found == expected {
+        let (want, found) = (want(), read(dir));
+        if want == found {
             return;
         }
         if start.elapsed() > crate::support::wait::DEADLINE {
             pod.fail(&format!(
-                "the remote {} holds\n{found:#?}\nnot\n{expected:#?}\nsync report:\n{:#}",
+                "the remote {} holds\n{found:#?}\nnot\n{want:#?}\nsync report:\n{:#}",
                 dir.display(),
                 pod.report()
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Waits until the remote folder holds exactly `expected` (relative path -> size).
+#[track_caller]
+fn wait_remote(pod: &SyncPod, dir: &Path, expected: &BTreeMap<String, u64>) {
+    wait_remote_as(pod, dir, || expected.clone(), files_under);
 }
 
 #[test]
@@ -597,21 +609,7 @@ fn digests(dir: &Path) -> BTreeMap<String, String> {
 /// Waits until the remote folder `remote` holds exactly the files of `local`, byte for byte.
 #[track_caller]
 fn wait_same_content(pod: &SyncPod, local: &Path, remote: &Path) {
-    let start = Instant::now();
-    loop {
-        let (want, found) = (digests(local), digests(remote));
-        if want == found {
-            return;
-        }
-        if start.elapsed() > crate::support::wait::DEADLINE {
-            pod.fail(&format!(
-                "the remote {} holds\n{found:#?}\nnot\n{want:#?}\nsync report:\n{:#}",
-                remote.display(),
-                pod.report()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_remote_as(pod, remote, || digests(local), digests);
 }
 
 #[test]
@@ -1207,10 +1205,15 @@ fn a_lease_taken_by_another_pod_mid_upload_stops_the_rclone_job() {
         json!({"pod": "pod-x", "renewed_ms": now, "heartbeat_ms": 600_000, "claimed_ms": now});
     let path = pod.volume.join(".podstack/leases/output/alice.json");
     let fresh = path.with_extension("test.tmp");
-    std::fs::write(&fresh, lease.to_string()).expect("write the lease");
-    std::fs::rename(&fresh, &path).expect("replace the lease");
+    // A renewal that read the lease just before the takeover writes its own over it (the lease
+    // file has no compare-and-swap; the fencing token keeps that safe): take over again until
+    // the pod has seen pod-x.
     let report = pod.wait_report("the pass to stop", |report| {
         let alice = folder(report, "alice", "output");
+        if alice["held_by"] != "pod-x" {
+            std::fs::write(&fresh, lease.to_string()).expect("write the lease");
+            std::fs::rename(&fresh, &path).expect("replace the lease");
+        }
         alice["held_by"] == "pod-x" && alice["speed_bps"] == 0.0
     });
     eventually("the stop in the supervisor's log", || {

@@ -284,7 +284,7 @@ fn jammy_rclone(dir: &Path) -> std::path::PathBuf {
 }
 
 #[test]
-fn another_rclone_than_the_pinned_one_is_drift_and_named() {
+fn an_rclone_older_than_the_minimum_is_drift_named_with_both_versions() {
     let image = Image::new();
     let old = jammy_rclone(image.dir.path());
     let (code, report) = image.verify(&[
