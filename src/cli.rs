@@ -22,6 +22,7 @@ Examples:
   podstack build --check              fail if generated/ is stale (CI)
   podstack check stacks/my.toml       validate a manifest, list every problem
   podstack digest smoke               print the stack's digest
+  podstack plan smoke                 what the working tree's change costs against HEAD
   podstack lock comfyui-cu128         pin every open input into stacks/comfyui-cu128.lock
   podstack wheelhouse smoke /tmp/wh   download every locked wheel, checked
   podstack wheel-compat sageattention-2.2.0.post4-cp39-abi3-linux_x86_64.whl --python 3.11
@@ -92,6 +93,23 @@ pub enum Command {
     /// Print the JSON Schema of stack manifests (for taplo / Even Better TOML).
     #[command(after_help = "Example:\n  podstack schema > generated/stack.schema.json")]
     Schema,
+    /// Before building: which layers a change rebuilds, why, and how many bytes every pod pulls.
+    #[command(
+        after_help = "Examples:\n  podstack plan comfyui-cu129                   the working tree against HEAD\n  podstack plan smoke --against origin/main     against a branch\n  podstack plan smoke --against /tmp/old-gen    against a folder of generated files\n  podstack plan smoke --json --wheelhouse wh    for CI, sizes read from the wheels\n\nExit codes: 0 planned, 1 the stack is invalid, 2 usage (no such revision or folder)."
+    )]
+    Plan {
+        stack: String,
+        /// The previous rendering: a git revision of the project, a project tree, or a folder
+        /// of the stack's generated files.
+        #[arg(long, default_value = "HEAD", value_name = "REF|DIR")]
+        against: String,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// A wheelhouse (`podstack wheelhouse`): installed sizes are read from its wheels.
+        #[arg(long, value_name = "DIR")]
+        wheelhouse: Option<PathBuf>,
+    },
     /// Print a stack's full digest (sha256:<64 hex>).
     #[command(after_help = "Example:\n  podstack digest comfyui-cu129")]
     Digest { stack: String },
@@ -179,6 +197,12 @@ pub fn run(cli: Cli) -> Outcome {
             Ok(Outcome::Ok)
         }
         Command::Digest { stack } => digest(&stack),
+        Command::Plan {
+            stack,
+            against,
+            json,
+            wheelhouse,
+        } => plan(&stack, &against, json, wheelhouse),
         Command::Lock { stack, update } => lock(&stack, &update),
         Command::Wheelhouse { stack, dir } => wheelhouse(&stack, &dir),
         Command::Context { stack, dir, binary } => context(&stack, &dir, binary.as_deref()),
@@ -377,6 +401,40 @@ fn digest(arg: &str) -> anyhow::Result<Outcome> {
     };
     let rendered = render::render(&project, &checked.loaded, checked.lock.as_ref())?;
     println!("{}", rendered.digest);
+    Ok(Outcome::Ok)
+}
+
+fn plan(
+    arg: &str,
+    against: &str,
+    json: bool,
+    wheelhouse: Option<PathBuf>,
+) -> anyhow::Result<Outcome> {
+    use crate::plan::{self, snapshot::Snapshot};
+    let project = project()?;
+    let file = project.stack(arg)?;
+    let Some(checked) = checked(&file, false) else {
+        return Ok(Outcome::Failed);
+    };
+    let rendered = render::render(&project, &checked.loaded, checked.lock.as_ref())?;
+    let current = Snapshot::Current {
+        root: project.root.clone(),
+        generated: plan::generated_files(&rendered.name, &rendered.files),
+    };
+    let previous = Snapshot::against(&project.root, against, &rendered.name)?;
+    let plan = plan::plan(&plan::PlanInputs {
+        manifest: &checked.loaded.manifest,
+        lock: checked.lock.as_ref(),
+        current: &current,
+        previous: &previous,
+        against: previous.describe(against),
+        wheels: plan::size::Wheels { wheelhouse },
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{plan}");
+    }
     Ok(Outcome::Ok)
 }
 

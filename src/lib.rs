@@ -11,6 +11,7 @@ pub mod http;
 pub mod lock;
 pub mod manifest;
 pub mod outcome;
+pub mod plan;
 pub mod problem;
 pub mod project;
 pub mod render;

@@ -516,7 +516,7 @@ fn runpod_template(manifest: &Manifest, shown_as: &str, digest: &str) -> String 
 
 /// Every file under `root/dir` (skipping Python caches), named `dir/<relative path>`, in a
 /// stable order.
-fn read_tree(root: &Path, dir: &str) -> Result<Vec<(String, Vec<u8>)>, RenderError> {
+pub(crate) fn read_tree(root: &Path, dir: &str) -> Result<Vec<(String, Vec<u8>)>, RenderError> {
     let top = root.join(dir);
     let read_error = |path: &Path, source| RenderError::Read {
         path: path.display().to_string(),

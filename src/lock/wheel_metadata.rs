@@ -1,7 +1,8 @@
 //! A wheel's core metadata read straight out of its zip over HTTP range requests, as pip's
 //! "lazy wheel" does: the end of the archive for its central directory, then the one
 //! `*.dist-info/METADATA` entry, inflated. For indexes and mirrors that serve no PEP 658
-//! `.metadata` file; a multi-gigabyte wheel costs a few small requests, not a download.
+//! `.metadata` file; a multi-gigabyte wheel costs a few small requests, not a download. The
+//! same directory of a wheel on disk gives what it installs ([`installed_size`], for `plan`).
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_RANGE, RANGE};
@@ -148,29 +149,10 @@ async fn directory_location(
     tail: &Slice,
 ) -> Result<Option<(u64, u64)>, WheelMetadataError> {
     let bytes = &tail.bytes;
-    let Some(end) = (0..bytes.len().saturating_sub(21))
-        .rev()
-        .find(|&at| le32(bytes, at) == Some(END_OF_DIRECTORY))
-    else {
-        return Ok(None);
-    };
-    let size = le32(bytes, end + 12).map(u64::from);
-    let offset = le32(bytes, end + 16).map(u64::from);
-    let (Some(size), Some(offset)) = (size, offset) else {
-        return Ok(None);
-    };
-    if size != u64::from(u32::MAX) && offset != u64::from(u32::MAX) {
-        return Ok(Some((offset, size)));
-    }
-    // ZIP64: a locator just before the end record points at the zip64 end record.
-    let Some(locator) = end
-        .checked_sub(20)
-        .filter(|&at| le32(bytes, at) == Some(ZIP64_LOCATOR))
-    else {
-        return Ok(None);
-    };
-    let Some(record_at) = le64(bytes, locator + 8) else {
-        return Ok(None);
+    let record_at = match end_record(bytes) {
+        None => return Ok(None),
+        Some(EndRecord::Directory { offset, size }) => return Ok(Some((offset, size))),
+        Some(EndRecord::Zip64At(at)) => at,
     };
     let record = if record_at >= tail.start {
         let from = usize::try_from(record_at - tail.start).unwrap_or(usize::MAX);
@@ -182,70 +164,153 @@ async fn directory_location(
                 .bytes,
         )
     };
-    Ok(record
-        .filter(|record| le32(record, 0) == Some(ZIP64_END))
-        .and_then(|record| Some((le64(&record, 48)?, le64(&record, 40)?))))
+    Ok(record.and_then(|record| zip64_directory(&record)))
 }
 
-/// The METADATA entry of a central directory.
+/// What the end of a zip archive says about its central directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EndRecord {
+    Directory {
+        offset: u64,
+        size: u64,
+    },
+    /// The directory is described by a zip64 end record at this offset of the file.
+    Zip64At(u64),
+}
+
+/// Reads the end record in the last bytes of an archive.
+fn end_record(bytes: &[u8]) -> Option<EndRecord> {
+    let end = (0..bytes.len().saturating_sub(21))
+        .rev()
+        .find(|&at| le32(bytes, at) == Some(END_OF_DIRECTORY))?;
+    let size = u64::from(le32(bytes, end + 12)?);
+    let offset = u64::from(le32(bytes, end + 16)?);
+    if size != u64::from(u32::MAX) && offset != u64::from(u32::MAX) {
+        return Some(EndRecord::Directory { offset, size });
+    }
+    // ZIP64: a locator just before the end record points at the zip64 end record.
+    let locator = end
+        .checked_sub(20)
+        .filter(|&at| le32(bytes, at) == Some(ZIP64_LOCATOR))?;
+    Some(EndRecord::Zip64At(le64(bytes, locator + 8)?))
+}
+
+/// (offset, size) of the central directory from a zip64 end record.
+fn zip64_directory(record: &[u8]) -> Option<(u64, u64)> {
+    (le32(record, 0) == Some(ZIP64_END)).then_some(())?;
+    Some((le64(record, 48)?, le64(record, 40)?))
+}
+
+/// An entry of a central directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
+    name: String,
     method: u16,
     compressed: u64,
+    uncompressed: u64,
     local_offset: u64,
 }
 
-fn find_metadata(directory: &[u8]) -> Option<Entry> {
+/// Every entry of a central directory, with zip64 sizes and offsets resolved.
+fn entries(directory: &[u8]) -> Vec<Entry> {
+    let mut entries = Vec::new();
     let mut at = 0;
     while le32(directory, at) == Some(DIRECTORY_ENTRY) {
-        let method = le16(directory, at + 10)?;
-        let mut compressed = u64::from(le32(directory, at + 20)?);
-        let uncompressed = le32(directory, at + 24)?;
-        let name_len = usize::from(le16(directory, at + 28)?);
-        let extra_len = usize::from(le16(directory, at + 30)?);
-        let comment_len = usize::from(le16(directory, at + 32)?);
-        let mut local_offset = u64::from(le32(directory, at + 42)?);
-        let name = directory.get(at + 46..at + 46 + name_len)?;
-        let extra = directory.get(at + 46 + name_len..at + 46 + name_len + extra_len)?;
-        let is_metadata = std::str::from_utf8(name).is_ok_and(|name| {
-            name.strip_suffix(".dist-info/METADATA")
-                .is_some_and(|folder| !folder.is_empty() && !folder.contains('/'))
-        });
-        if is_metadata {
-            // Sizes and offsets that do not fit 32 bits live in the zip64 extra field, in
-            // this order, each only when its 32-bit field is all ones.
-            let mut field = 0;
-            while field + 4 <= extra.len() {
-                let id = le16(extra, field)?;
-                let len = usize::from(le16(extra, field + 2)?);
-                if id == 1 {
-                    let mut value = field + 4;
-                    let mut next = || {
-                        let read = le64(extra, value);
-                        value += 8;
-                        read
-                    };
-                    if uncompressed == u32::MAX {
-                        next()?;
-                    }
-                    if compressed == u64::from(u32::MAX) {
-                        compressed = next()?;
-                    }
-                    if local_offset == u64::from(u32::MAX) {
-                        local_offset = next()?;
-                    }
-                }
-                field += 4 + len;
-            }
-            return Some(Entry {
-                method,
-                compressed,
-                local_offset,
-            });
-        }
-        at += 46 + name_len + extra_len + comment_len;
+        let Some((entry, next)) = entry_at(directory, at) else {
+            break;
+        };
+        entries.push(entry);
+        at = next;
     }
-    None
+    entries
+}
+
+fn entry_at(directory: &[u8], at: usize) -> Option<(Entry, usize)> {
+    let method = le16(directory, at + 10)?;
+    let mut compressed = u64::from(le32(directory, at + 20)?);
+    let mut uncompressed = u64::from(le32(directory, at + 24)?);
+    let name_len = usize::from(le16(directory, at + 28)?);
+    let extra_len = usize::from(le16(directory, at + 30)?);
+    let comment_len = usize::from(le16(directory, at + 32)?);
+    let mut local_offset = u64::from(le32(directory, at + 42)?);
+    let name = directory.get(at + 46..at + 46 + name_len)?;
+    let extra = directory.get(at + 46 + name_len..at + 46 + name_len + extra_len)?;
+    // Sizes and offsets that do not fit 32 bits live in the zip64 extra field, in this
+    // order, each only when its 32-bit field is all ones.
+    let all_ones = u64::from(u32::MAX);
+    let mut field = 0;
+    while field + 4 <= extra.len() {
+        let id = le16(extra, field)?;
+        let len = usize::from(le16(extra, field + 2)?);
+        if id == 1 {
+            let mut value = field + 4;
+            let mut next = || {
+                let read = le64(extra, value);
+                value += 8;
+                read
+            };
+            if uncompressed == all_ones {
+                uncompressed = next()?;
+            }
+            if compressed == all_ones {
+                compressed = next()?;
+            }
+            if local_offset == all_ones {
+                local_offset = next()?;
+            }
+        }
+        field += 4 + len;
+    }
+    let entry = Entry {
+        name: String::from_utf8_lossy(name).into_owned(),
+        method,
+        compressed,
+        uncompressed,
+        local_offset,
+    };
+    Some((entry, at + 46 + name_len + extra_len + comment_len))
+}
+
+/// The top-level `*.dist-info/METADATA` entry of a central directory.
+fn find_metadata(directory: &[u8]) -> Option<Entry> {
+    entries(directory).into_iter().find(|entry| {
+        entry
+            .name
+            .strip_suffix(".dist-info/METADATA")
+            .is_some_and(|folder| !folder.is_empty() && !folder.contains('/'))
+    })
+}
+
+/// What a wheel on disk installs: the sum of its files' uncompressed sizes, as its central
+/// directory lists them (the sizes its RECORD lists, plus RECORD itself). `None` when the file
+/// is not a readable zip. Reads the end of the file only, so a multi-gigabyte wheel costs two
+/// small reads.
+pub fn installed_size(path: &std::path::Path) -> Option<u64> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let total = file.metadata().ok()?.len();
+    let mut read_at = |offset: u64, len: u64| -> Option<Vec<u8>> {
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        let mut bytes = vec![0; usize::try_from(len).ok()?];
+        file.read_exact(&mut bytes).ok()?;
+        Some(bytes)
+    };
+    let tail_start = total.saturating_sub(TAIL);
+    let tail = read_at(tail_start, total - tail_start)?;
+    let (offset, size) = match end_record(&tail)? {
+        EndRecord::Directory { offset, size } => (offset, size),
+        EndRecord::Zip64At(at) => zip64_directory(&read_at(at, 56)?)?,
+    };
+    if offset.checked_add(size)? > total || size > METADATA_LIMIT as u64 * 4 {
+        return None;
+    }
+    let directory = read_at(offset, size)?;
+    Some(
+        entries(&directory)
+            .iter()
+            .map(|entry| entry.uncompressed)
+            .sum(),
+    )
 }
 
 fn le16(bytes: &[u8], at: usize) -> Option<u16> {
@@ -288,8 +353,10 @@ mod tests {
         assert_eq!(
             find_metadata(&listing),
             Some(Entry {
+                name: "six-1.17.0.dist-info/METADATA".into(),
                 method: 8,
                 compressed: 42,
+                uncompressed: 42,
                 local_offset: 200
             })
         );
