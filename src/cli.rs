@@ -23,6 +23,7 @@ Examples:
   podstack check stacks/my.toml       validate a manifest, list every problem
   podstack digest smoke               print the stack's digest
   podstack plan smoke                 what the working tree's change costs against HEAD
+  podstack fleet --volume /workspace  every pod on the volume; exit 1 when a live one is stale
   podstack lock comfyui-cu128         pin every open input into stacks/comfyui-cu128.lock
   podstack wheelhouse smoke /tmp/wh   download every locked wheel, checked
   podstack wheel-compat sageattention-2.2.0.post4-cp39-abi3-linux_x86_64.whl --python 3.11
@@ -151,6 +152,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Every pod on a volume: its build, users, GPU, last beat; which are stale or silent.
+    #[command(
+        after_help = "Examples:\n  podstack fleet --volume /workspace\n  podstack fleet --volume /mnt/vol --expected sha256:... --json\n\nStale is measured against --expected (PODSTACK_EXPECTED_DIGEST), else the digest published at\n--latest-url, else the newest build a live pod runs.\n\nExit codes: 0 no live pod is stale, 1 a live pod runs another build, 2 usage."
+    )]
+    Fleet {
+        /// The shared volume (its `.podstack/pods/` holds the heartbeats).
+        #[arg(long, env = "PODSTACK_VOLUME", value_name = "DIR")]
+        volume: PathBuf,
+        /// The digest every pod should run.
+        #[arg(long, env = "PODSTACK_EXPECTED_DIGEST", value_name = "DIGEST")]
+        expected: Option<String>,
+        /// A URL that publishes the latest digest (as `runtime.verify.latest_digest_url`).
+        #[arg(long, value_name = "URL")]
+        latest_url: Option<String>,
+        /// Print the fleet as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the list of sha256 of podstack's files in an image (run by the Dockerfile).
     Seal {
         /// The image's runtime folder.
@@ -212,6 +231,12 @@ pub fn run(cli: Cli) -> Outcome {
             json,
             rclone,
         } => verify(&config, expected, &rclone, json),
+        Command::Fleet {
+            volume,
+            expected,
+            latest_url,
+            json,
+        } => fleet(&volume, expected, latest_url.as_deref(), json),
         Command::Seal {
             runtime_dir,
             binary,
@@ -673,6 +698,63 @@ fn wheelhouse(arg: &str, dir: &Path) -> anyhow::Result<Outcome> {
             Ok(Outcome::Failed)
         }
     }
+}
+
+/// How long `fleet` waits for the latest-digest URL.
+const LATEST_DIGEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn fleet(
+    volume: &Path,
+    expected: Option<String>,
+    latest_url: Option<&str>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
+    use crate::supervisor::fleet::{Fleet, Reference};
+    use crate::verify::freshness;
+    if !volume.is_dir() {
+        anyhow::bail!(
+            "{} is not a folder\n  hint: pass the mounted volume, e.g. --volume /workspace",
+            volume.display()
+        );
+    }
+    let reference = match (expected.filter(|digest| !digest.is_empty()), latest_url) {
+        (Some(digest), _) => {
+            if freshness::find_digest(&digest).as_deref() != Some(digest.as_str()) {
+                anyhow::bail!("--expected `{digest}` is not `sha256:<64 hex>`\n  hint: pass the digest `podstack digest STACK` prints");
+            }
+            Some(Reference {
+                digest,
+                source: "PODSTACK_EXPECTED_DIGEST".to_owned(),
+            })
+        }
+        (None, Some(url)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            match runtime.block_on(freshness::fetch_latest(url, LATEST_DIGEST_TIMEOUT)) {
+                Ok(digest) => Some(Reference {
+                    digest,
+                    source: url.to_owned(),
+                }),
+                Err(why) => {
+                    eprintln!("note: the latest digest could not be read from {url}: {why}; comparing with the newest build seen");
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    let fleet = Fleet::read(volume, crate::service::clock::now_ms(), reference);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&fleet)?);
+    } else {
+        print!("{fleet}");
+    }
+    Ok(if fleet.has_stale_live_pod() {
+        Outcome::Failed
+    } else {
+        Outcome::Ok
+    })
 }
 
 fn seal(runtime_dir: &Path, binary: PathBuf) -> anyhow::Result<Outcome> {

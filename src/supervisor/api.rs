@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/login", post(login))
         .route("/api/models", get(models))
         .route("/api/models/fetch", post(fetch_models))
+        .route("/api/fleet", get(fleet))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -325,6 +326,15 @@ async fn usage(
     Ok(Json(summary))
 }
 
+/// Every pod on this volume: its build, users, GPU and last beat; which are stale or silent.
+async fn fleet(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let source = Arc::clone(&state.fleet);
+    let fleet = tokio::task::spawn_blocking(move || source.read())
+        .await
+        .map_err(|err| ApiError::internal("reading the heartbeats", &err))?;
+    Ok(Json(fleet))
+}
+
 /// Each model of the stack: present, checking, waiting for another pod, downloading (bytes and
 /// speed), or failed with the reason.
 async fn models(State(state): State<AppState>) -> impl IntoResponse {
@@ -544,6 +554,10 @@ mod tests {
             sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
             models: Models::new(&settings).unwrap(),
             sync: None,
+            fleet: Arc::new(crate::supervisor::fleet::FleetSource {
+                volume: settings.volume.clone(),
+                expected: None,
+            }),
         });
         Panel { router, _dir: dir }
     }

@@ -1,6 +1,6 @@
 //! What every handler of the control panel's API reaches (the API's routes in `api`, the panel
 //! page in `assets`, the outputs in `outputs`): the orchestrator's [`Control`], the logs, the
-//! panel's auth, the folders it serves from and the models.
+//! panel's auth, the folders it serves from, the models and the fleet on the volume.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,4 +26,6 @@ pub struct AppState {
     pub models: Models,
     /// The sync service, when the stack syncs.
     pub sync: Option<crate::sync::SyncHandle>,
+    /// Every pod's heartbeat on this volume.
+    pub fleet: Arc<super::fleet::FleetSource>,
 }

@@ -16,6 +16,7 @@ pub mod assets;
 pub mod attention;
 pub mod auth;
 pub mod control;
+pub mod fleet;
 pub mod gpu;
 pub mod jupyter;
 pub mod launch;
@@ -177,6 +178,26 @@ async fn serve(
     let auth = Arc::new(PanelAuth::new(token.as_deref(), anonymous_status));
     let settings = Arc::new(settings);
     let grace = settings.stack.runtime.stop_grace.0;
+    let fleet_source = Arc::new(fleet::FleetSource::new(
+        settings.volume.clone(),
+        &verification.freshness,
+    ));
+    let beating = fleet::Beating {
+        dir: fleet::pods_dir(&settings.volume),
+        template: fleet::Heartbeat {
+            format: fleet::heartbeat::FORMAT,
+            pod: settings.pod.as_str().to_owned(),
+            stack: settings.stack.name.clone(),
+            version: settings.stack.version.clone(),
+            digest: settings.digest.clone(),
+            users: Vec::new(),
+            gpus: gpus.gpus.iter().map(|gpu| gpu.name.clone()).collect(),
+            started_ms: crate::service::clock::now_ms(),
+            beat_ms: 0,
+            interval_ms: u64::try_from(settings.heartbeat_interval.as_millis()).unwrap_or(u64::MAX),
+        },
+        interval: settings.heartbeat_interval,
+    };
     let setup = Setup {
         settings: Arc::clone(&settings),
         reaper: reaper.clone(),
@@ -198,6 +219,12 @@ async fn serve(
         }
     };
     let orchestrator = tokio::spawn(orchestrator.run());
+    let beats = {
+        let control = control.clone();
+        tokio::spawn(beating.clone().run(Arc::new(move || {
+            control.status().user.clone().into_iter().collect()
+        })))
+    };
     let models = match models::Models::new(&settings) {
         Ok(models) => models,
         Err(err) => {
@@ -215,6 +242,7 @@ async fn serve(
         sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
         models,
         sync: sync.clone(),
+        fleet: fleet_source,
     });
     let (close, closing) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(
@@ -266,6 +294,10 @@ async fn serve(
         }
     }
     orchestrator.abort();
+    // A clean stop: this pod leaves the fleet instead of falling silent.
+    beats.abort();
+    let _ = beats.await;
+    beating.remove();
     let _ = close.send(());
     if tokio::time::timeout(SERVER_CLOSE, &mut server)
         .await

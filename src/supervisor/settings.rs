@@ -86,6 +86,14 @@ pub struct SuperviseArgs {
         default_value = "rclone"
     )]
     pub rclone: PathBuf,
+    /// How often this pod writes its heartbeat under `<vol>/.podstack/pods/` (the fleet view).
+    #[arg(
+        long,
+        env = "PODSTACK_HEARTBEAT_INTERVAL",
+        value_name = "DURATION",
+        default_value = "5s"
+    )]
+    pub heartbeat_interval: crate::duration::HumanDuration,
 }
 
 /// Where start.sh finds stack.json inside every podstack image (`resolved::paths::RUNTIME`).
@@ -116,6 +124,8 @@ pub struct Settings {
     pub start_user: Option<UserName>,
     /// The rclone program of the sync.
     pub rclone: PathBuf,
+    /// How often the pod writes its heartbeat.
+    pub heartbeat_interval: std::time::Duration,
 }
 
 /// A reason the supervisor cannot start, with what to do.
@@ -206,6 +216,7 @@ impl Settings {
             comfyui_cgroup: args.comfyui_cgroup,
             start_user,
             rclone: args.rclone,
+            heartbeat_interval: args.heartbeat_interval.0,
             stack,
         })
     }
@@ -269,6 +280,7 @@ pub(crate) fn for_tests(dir: &Path, edit: impl FnOnce(&mut crate::manifest::Runt
         comfyui_cgroup: None,
         start_user: None,
         rclone: PathBuf::from("rclone"),
+        heartbeat_interval: std::time::Duration::from_secs(5),
     }
 }
 

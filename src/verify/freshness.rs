@@ -70,7 +70,7 @@ pub async fn check(
 }
 
 /// The first `sha256:<64 hex>` in the body at `url`.
-async fn fetch_latest(url: &str, timeout: Duration) -> Result<String, String> {
+pub async fn fetch_latest(url: &str, timeout: Duration) -> Result<String, String> {
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
