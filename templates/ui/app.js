@@ -28,7 +28,7 @@ const page = {
   chosenUser: readSetting(SETTINGS.user),
   errors: new Map(),   // key -> {what, failure}
   optional: { sync: "unknown", models: "unknown" },
-  optionalDue: { sync: 0, models: 0, usage: 0, outputs: 0 },
+  optionalDue: { sync: 0, models: 0, usage: 0, outputs: 0, fleet: 0 },
   outputsKey: "",
   logs: { mode: "off", stream: null, lines: [], cursor: 0, paused: false, unseen: 0, pollDue: 0, polling: false, dirty: false },
   audio: null,
@@ -747,6 +747,10 @@ function tickOptional(now) {
     due.models = now + 15000;
     optional("models", "api/models", drawModels);
   }
+  if (now >= due.fleet) {
+    due.fleet = now + 10000;
+    optional("fleet", "api/fleet", drawFleet);
+  }
   if (now >= due.usage) {
     due.usage = now + 60000;
     loadUsage();
@@ -879,6 +883,31 @@ async function fetchModels() {
     page.optionalDue.models = 0;
     optional("models", "api/models", drawModels);
   }
+}
+
+// GET /api/fleet: every pod's heartbeat on this volume; stale builds and silent pods stand out.
+function drawFleet(fleet) {
+  const reference = fleet.reference;
+  setText("fleet-reference", reference
+    ? `Expected build ${short(reference.digest)} (${reference.source})`
+    : "No pod on this volume reports a digest.");
+  const rows = fleet.pods.map((p) => {
+    const row = document.createElement("tr");
+    const state = p.state === "silent" ? `silent for ${duration(p.since_beat_ms)}` : "live";
+    const build = `${p.stack} ${p.version} ${p.digest ? short(p.digest) : "digest unknown"}`;
+    row.append(
+      el("td", p.pod),
+      el("td", state, p.state === "silent" ? "warn" : ""),
+      el("td", p.stale ? `STALE ${build}` : build, p.stale ? "warn" : ""),
+      el("td", p.users.length ? p.users.join(", ") : "—"),
+      el("td", p.gpus.length ? p.gpus.join(", ") : "CPU"),
+      el("td", `${duration(p.since_beat_ms)} ago`),
+    );
+    return row;
+  });
+  $("fleet-rows").replaceChildren(...rows);
+  $("fleet-problems").replaceChildren(
+    ...fleet.problems.map((p) => el("li", `Ignored ${p.file}: ${p.problem}`)));
 }
 
 async function loadUsage() {
