@@ -87,8 +87,8 @@ fn verdicts(plan: &Value) -> Vec<String> {
         .map(|layer| {
             format!(
                 "{}: {}",
-                layer["layer"].as_str().unwrap(),
-                layer["verdict"].as_str().unwrap()
+                layer["layer"].as_str().expect("a layer name"),
+                layer["verdict"].as_str().expect("a verdict")
             )
         })
         .collect()

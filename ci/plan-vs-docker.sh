@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# What `podstack plan` predicts against what Docker actually rebuilds. In a git repository made
+# from the project, builds the smoke image, then for each change: runs `podstack plan smoke
+# --json` against the last commit, rebuilds the image, and compares the plan's verdict per
+# layer and its predicted pull bytes with the layers whose content changed (RootFS diff ids)
+# and their sizes as `docker history` shows them. Changes: (a) one control panel file, (b) one
+# runtime setting, (c) a file of the ComfyUI folder, (d) a Python package dropped from the
+# stack (six).
+# Needs what ci/image-e2e.sh sets up (a Docker engine and podstack-base:bookworm); run that
+# once first. The wheelhouse comes from PyPI (or podstack's cache); the builds reach nothing.
+# Usage: ci/plan-vs-docker.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+docker=/usr/bin/docker
+"$docker" image inspect podstack-base:bookworm >/dev/null 2>&1 \
+    || { echo "run ci/image-e2e.sh once first: it makes podstack-base:bookworm" >&2; exit 1; }
+
+work=$(mktemp -d)
+images=()
+cleanup() {
+    for image in "${images[@]}"; do "$docker" rmi -f "$image" >/dev/null 2>&1 || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --locked --quiet
+podstack="$work/podstack"
+cp target/debug/podstack "$podstack"
+strip "$podstack"
+
+project="$work/project"
+mkdir -p "$project/templates" "$project/tests/fixtures"
+cp -r stacks "$project/"
+cp -r templates/ui "$project/templates/"
+cp -r tests/fixtures/comfyui "$project/tests/fixtures/"
+git_() { git -C "$project" -c user.name=plan -c user.email=plan@example.com "$@"; }
+(cd "$project" && "$podstack" build >/dev/null 2>&1)
+git_ init -q && git_ add -A && git_ commit -qm "as shipped"
+(cd "$project" && "$podstack" wheelhouse smoke "$work/wheelhouse" >/dev/null)
+
+build() { # name: builds podstack-plan:<name> from the project as it is now
+    local ctx="$work/ctx-$1"
+    (cd "$project" && "$podstack" context smoke "$ctx" --binary "$podstack" >/dev/null 2>&1)
+    cp -r "$work/wheelhouse" "$ctx/wheelhouse"
+    DOCKER_BUILDKIT=1 "$docker" build -q --network none -f "$ctx/generated/smoke/Dockerfile" \
+        --build-arg PODSTACK_SUPERVISOR=prebuilt --build-arg PODSTACK_PACKAGES=wheelhouse \
+        -t "podstack-plan:$1" "$ctx" >/dev/null
+    images+=("podstack-plan:$1")
+}
+
+layers() { # image -> "diff_id size" per layer, oldest first; sizes from `docker history`
+    local dir="$work/save-$1"
+    mkdir -p "$dir"
+    "$docker" save "podstack-plan:$1" | tar -x -C "$dir"
+    "$docker" history --human=false --no-trunc --format '{{.Size}}' "podstack-plan:$1" \
+        > "$dir/history"
+    python3 - "$dir" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+manifest = json.load(open(os.path.join(root, "manifest.json")))[0]
+config = json.load(open(os.path.join(root, manifest["Config"])))
+sizes = [int(line) for line in open(os.path.join(root, "history"))][::-1]
+made = [size for entry, size in zip(config["history"], sizes) if not entry.get("empty_layer")]
+for diff_id, size in zip(config["rootfs"]["diff_ids"], made):
+    print(diff_id, size)
+PY
+}
+
+compare() { # label plan.json before after
+    python3 - "$1" "$2" <(layers "$3") <(layers "$4") <<'PY'
+import json, sys
+label, plan_file, before, after = sys.argv[1:]
+plan = json.load(open(plan_file))
+old = {line.split()[0] for line in open(before)}
+rows = [line.split() for line in open(after)]
+actual = [diff_id not in old for diff_id, _ in rows]
+actual_bytes = sum(int(size) for (diff_id, size), rebuilt in zip(rows, actual) if rebuilt)
+predicted = [layer["verdict"] == "rebuilt" for layer in plan["layers"]]
+pull = plan["pull"]
+unknown = f" + {pull['unknown_layers']} unknown" if pull["unknown_layers"] else ""
+differ = [plan["layers"][i]["layer"] for i in range(min(len(actual), len(predicted)))
+          if actual[i] != predicted[i]]
+if len(actual) != len(predicted):
+    differ.append(f"{len(predicted)} layers planned, {len(actual)} built")
+print(f"{label}: planned {sum(predicted)} of {len(predicted)} layers, {pull['bytes']} bytes{unknown}; "
+      f"docker rebuilt {sum(actual)} of {len(actual)}, {actual_bytes} bytes; "
+      f"verdicts that differ: {', '.join(differ) or 'none'}")
+image = plan["image"]
+unknown_image = f" + {image['unknown_layers']} unknown" if image["unknown_layers"] else ""
+print(f"    whole image: planned {image['bytes']} bytes{unknown_image}, "
+      f"docker history {sum(int(size) for _, size in rows)} bytes")
+for layer, (diff_id, size), rebuilt in zip(plan["layers"], rows, actual):
+    if rebuilt or layer["verdict"] == "rebuilt":
+        size_known = layer["size"].get("bytes", "unknown")
+        print(f"    {layer['layer']:<22} planned {layer['verdict']:<7} {size_known!s:>10}  "
+              f"docker {'rebuilt' if rebuilt else 'kept':<7} {size:>10}  {layer['why'] or ''}")
+PY
+}
+
+step() { # name label: plan against HEAD, build, compare with the previous image, commit
+    (cd "$project" && "$podstack" plan smoke --json --wheelhouse "$work/wheelhouse" \
+        2>/dev/null > "$work/plan-$1.json")
+    build "$1"
+    compare "$2" "$work/plan-$1.json" "$previous" "$1"
+    git_ add -A && git_ commit -qm "$2"
+    previous=$1
+}
+
+build base
+previous=base
+printf '<!-- a control panel fix -->\n' >> "$project/templates/ui/index.html"
+step ui "(a) control panel file"
+sed -i 's/^stop_grace = "3s"/stop_grace = "5s"/' "$project/stacks/smoke.toml"
+step runtime "(b) runtime setting"
+printf '# a fix in the ComfyUI folder\n' >> "$project/tests/fixtures/comfyui/main.py"
+step comfyui "(c) ComfyUI folder file"
+sed -i 's/"six==1.17.0", //' "$project/stacks/smoke.toml"
+step package "(d) Python package dropped"
