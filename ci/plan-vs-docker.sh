@@ -102,6 +102,7 @@ step() { # name label: plan against HEAD, build, compare with the previous image
         2>/dev/null > "$work/plan-$1.json")
     build "$1"
     compare "$2" "$work/plan-$1.json" "$previous" "$1"
+    (cd "$project" && "$podstack" build >/dev/null 2>&1)
     git_ add -A && git_ commit -qm "$2"
     previous=$1
 }

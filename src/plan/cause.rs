@@ -57,7 +57,8 @@ fn requirements(text: &str) -> Vec<(String, String)> {
             let end = spec
                 .find(['=', '<', '>', '!', '~', '[', ';', '@'])
                 .unwrap_or(spec.len());
-            (spec[..end].to_ascii_lowercase(), line.to_owned())
+            let words = line.split_whitespace().collect::<Vec<_>>().join(" ");
+            (spec[..end].to_ascii_lowercase(), words)
         })
         .collect();
     lines.sort();
