@@ -1000,13 +1000,19 @@ function drawModels(data) {
   $("models").hidden = models.length === 0;
   let missing = 0;
   let downloading = false;
+  // A row that did not change stays the same element, so its Copy button (and its "Copied")
+  // outlives the refreshes a download next to it causes.
+  const drawn = new Map([...$("model-rows").children].map((row) => [row.dataset.key, row]));
   const rows = models.map((m) => {
     const state = pick(m, "state") || "unknown";
     const size = pick(m, "size", "total", "bytes_total", "total_bytes");
     const done = pick(m, "bytes", "done", "bytes_done");
     if (state === "missing" || state === "failed") missing += 1;
     if (state === "downloading") downloading = true;
+    const key = JSON.stringify(m);
+    if (drawn.has(key)) return drawn.get(key);
     const row = document.createElement("tr");
+    row.dataset.key = key;
     const stateCell = el("td", state, state === "present" ? "ok" : state === "failed" ? "bad" : "warn");
     if (state === "downloading" && typeof size === "number" && size > 0 && typeof done === "number") {
       const percent = Math.min(100, Math.round((done / size) * 100));
