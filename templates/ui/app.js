@@ -895,7 +895,9 @@ function tickOptional(now) {
     loadUsage();
   }
   if (page.optional.host !== "absent" && now >= due.host) {
-    due.host = now + 5000;
+    // Each status carries the newest sample once the supervisor samples; the history then
+    // only fills gaps (after a reconnect every section is read again at once).
+    due.host = now + (page.status.host ? 60000 : 5000);
     loadHost();
   }
   if (now >= due.outputs) {
@@ -933,12 +935,15 @@ function drawSync(data) {
     const lag = pick(f, "lag_s", "lag_seconds");
     const row = document.createElement("tr");
     const [stateText, tone] = syncState(f);
-    row.append(el("td", user), el("td", folder + (f.mode ? ` (${f.mode})` : "")),
+    const cells = [el("td", user), el("td", folder + (f.mode ? ` (${f.mode})` : "")),
       el("td", stateText, tone),
       el("td", typeof last === "number" ? ago(last) : last || "never"),
       el("td", String(pick(f, "pending", "pending_files") ?? "")),
       el("td", typeof lag === "number" ? duration(lag * 1000) : ""),
-      el("td", syncSpeed(f)));
+      el("td", syncSpeed(f))];
+    // The column's name, shown before each value where the rows are stacked (a phone).
+    cells.forEach((cell, i) => { cell.dataset.label = SYNC_COLUMNS[i]; });
+    row.append(...cells);
     rows.push(row);
     const error = pick(f, "error", "last_error");
     if (error) {
@@ -971,6 +976,8 @@ function drawSync(data) {
   $("sync-rows").replaceChildren(...rows);
   $("sync-problems").replaceChildren(...problems);
 }
+
+const SYNC_COLUMNS = ["User", "Folder", "State", "Last upload", "Pending", "Lag", "Speed"];
 
 // A folder's state in words, and its tone.
 function syncState(f) {

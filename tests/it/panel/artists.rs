@@ -427,7 +427,14 @@ fn sync_states_log_tools_gpu_hours_focus_and_the_tab_title() {
             .await;
         assert!(first.as_str().is_some(), "{first}");
         browser.screenshot("ready").await;
-        assert_fits(&browser, 390, "#sync, #sync td, #logs, #log").await;
+        assert_fits(&browser, 390, "#sync, #sync td, #usage, #logs, #log").await;
+        assert_eq!(
+            browser
+                .js("const w = document.querySelector('#sync .table-wrap'); return [w.scrollWidth <= w.clientWidth, document.querySelector('#sync-rows td:nth-child(3)').getBoundingClientRect().left < 60]")
+                .await,
+            json!([true, true]),
+            "on a phone each sync row is stacked, its state on its own line"
+        );
         browser.screenshot("ready-390px").await;
         browser.resize(browser::DESKTOP).await;
 
@@ -530,11 +537,10 @@ fn the_machine_card_charts_the_gpu_cpu_ram_volume_and_queue_of_the_last_hour() {
                 .await,
             "Queue: 1 running · 2 waiting\nRunning prompt: step 10 of 20 (50%)"
         );
-        browser.screenshot("1440px").await;
         for width in [1440, 390] {
             assert_fits(&browser, width, "#host, #charts figure, #volume, #queue").await;
+            browser.screenshot(&format!("{width}px")).await;
         }
-        browser.screenshot("390px").await;
         browser.close().await;
     });
 }
