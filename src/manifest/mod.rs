@@ -289,6 +289,10 @@ pub struct Runtime {
     /// How long services get between SIGTERM and SIGKILL when stopping.
     #[serde(default = "default_stop_grace")]
     pub stop_grace: HumanDuration,
+    /// How long a ComfyUI start usually takes at most; past it the panel says the start takes
+    /// longer than expected and shows the last log lines. Unset: 3 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_start: Option<HumanDuration>,
     #[serde(default)]
     pub jupyter: Jupyter,
     #[serde(default)]
@@ -594,6 +598,7 @@ impl Default for Runtime {
             memory: MemoryPolicy::default(),
             restart: RestartPolicy::default(),
             stop_grace: default_stop_grace(),
+            expected_start: None,
             jupyter: Jupyter::default(),
             verify: VerifyPolicy::default(),
             models: ModelPolicy::default(),

@@ -17,6 +17,10 @@ pub struct ServiceStatus {
     pub restarts: u64,
     /// Seconds from the start request to ready, of the last start that got there.
     pub last_start_s: Option<f64>,
+    /// Seconds a start is expected to take at most (ComfyUI's); past it the panel says the
+    /// start takes longer than expected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_start_s: Option<f64>,
     /// Where its log is: `GET /api/logs?service=<name>`.
     pub log: &'static str,
 }

@@ -35,7 +35,7 @@ use super::usage::{self, Month};
 use crate::manifest::SyncFolderKind;
 use crate::service::clock::now_ms;
 use crate::service::logs::{LogLine, SUPERVISOR};
-use crate::service::state::UnixMillis;
+use crate::service::state::{ServiceState, UnixMillis};
 use crate::sync::layout::UserFolder;
 use crate::user::UserName;
 
@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/sync/restart", post(restart_sync))
         .route("/api/users", post(add_user))
         .route("/api/login", post(login))
+        .route("/api/logout", post(logout))
         .route("/api/models", get(models))
         .route("/api/models/fetch", post(fetch_models))
         .route("/api/fleet", get(fleet))
@@ -319,10 +320,24 @@ async fn usage(
         None => Month::containing(now_ms()),
     };
     let dir = Arc::clone(&state.sessions_dir);
-    let summary = tokio::task::spawn_blocking(move || usage::summarise(&dir, month))
-        .await
-        .map_err(|err| ApiError::internal("reading the usage files", &err))?
-        .map_err(|err| ApiError::internal("reading the usage files", &err))?;
+    let status = state.control.status();
+    let summary = tokio::task::spawn_blocking(move || {
+        let comfyui = &status.services.comfyui.state;
+        let runs = !matches!(comfyui, ServiceState::Stopped | ServiceState::Failed { .. });
+        let live = status
+            .user
+            .as_deref()
+            .filter(|_| runs)
+            .map(|user| usage::LiveSession {
+                pod: &status.pod,
+                user,
+                now: now_ms(),
+            });
+        usage::summarise_live(&dir, month, live)
+    })
+    .await
+    .map_err(|err| ApiError::internal("reading the usage files", &err))?
+    .map_err(|err| ApiError::internal("reading the usage files", &err))?;
     Ok(Json(summary))
 }
 
@@ -461,11 +476,19 @@ async fn login(
         .into_response())
 }
 
+/// Ends this browser's login: its cookie expires (open to all, so a stale cookie clears too).
+async fn logout() -> impl IntoResponse {
+    (
+        [(SET_COOKIE, auth::PanelAuth::logout_cookie())],
+        Json(json!({"ok": true})),
+    )
+}
+
 async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("there is no {}", request.uri().path()),
-        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, outputs, health, usage, sync, users, login, models, models/fetch; metrics at /metrics",
+        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, outputs, health, usage, sync, users, login, logout, models, models/fetch; metrics at /metrics",
     )
 }
 
@@ -729,6 +752,18 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn logging_out_expires_the_cookie_and_needs_no_token() {
+        let panel = panel(Some("s3cret"), |_| {});
+        let (code, headers, _) = call(&panel, request("POST", "/api/logout", None, &[])).await;
+        assert_eq!(code, StatusCode::OK);
+        let cookie = headers[SET_COOKIE].to_str().unwrap();
+        assert!(
+            cookie.ends_with("=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+            "{cookie}"
+        );
     }
 
     #[tokio::test]

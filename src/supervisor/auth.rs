@@ -103,6 +103,12 @@ impl PanelAuth {
         )
     }
 
+    /// The `Set-Cookie` value that logs a browser out: the cookie expires at once. Other
+    /// browsers stay logged in (the session value is shared until the supervisor restarts).
+    pub fn logout_cookie() -> String {
+        format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+    }
+
     fn authorized(&self, headers: &HeaderMap) -> bool {
         if !self.enabled() {
             return true;
@@ -128,7 +134,7 @@ impl PanelAuth {
 
     fn needs_token(&self, method: &Method, path: &str) -> bool {
         match path {
-            "/" | "/api/health" | "/api/login" => false,
+            "/" | "/api/health" | "/api/login" | "/api/logout" => false,
             _ if path.starts_with("/ui/") => false,
             "/api/status" | "/api/status/stream" if is_read(method) => !self.anonymous_status,
             _ => true,

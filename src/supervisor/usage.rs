@@ -214,6 +214,18 @@ pub struct UserUsage {
     /// Hours per GPU name; CPU sessions are under `cpu` and are not GPU hours.
     pub hours_by_gpu: BTreeMap<String, f64>,
     pub sessions: u32,
+    /// A session of this user runs on this pod now; its hours count up to the answer.
+    pub running: bool,
+}
+
+/// The session this pod runs now, counted up to `now` rather than to its last line (a
+/// `running` line is written only every few minutes).
+#[derive(Debug, Clone, Copy)]
+pub struct LiveSession<'a> {
+    /// This pod's id: its usage file is `<pod>.jsonl`.
+    pub pod: &'a str,
+    pub user: &'a str,
+    pub now: UnixMillis,
 }
 
 /// A session pieced together from its lines.
@@ -221,10 +233,22 @@ struct Session {
     user: String,
     gpu: Option<String>,
     end: UnixMillis,
+    stopped: bool,
+    running: bool,
 }
 
 /// Sums the hours of every pod's sessions that overlap `month`.
 pub fn summarise(sessions_dir: &Path, month: Month) -> Result<UsageSummary, UsageError> {
+    summarise_live(sessions_dir, month, None)
+}
+
+/// [`summarise`], with the session `live` names counted up to its `now`: the newest session
+/// of that user in this pod's file, when it has no `stopped` line.
+pub fn summarise_live(
+    sessions_dir: &Path,
+    month: Month,
+    live: Option<LiveSession<'_>>,
+) -> Result<UsageSummary, UsageError> {
     let mut summary = UsageSummary {
         month,
         users: Vec::new(),
@@ -248,7 +272,10 @@ pub fn summarise(sessions_dir: &Path, month: Month) -> Result<UsageSummary, Usag
     let (from, to) = (month.start(), month.next().start());
     let mut users: BTreeMap<String, UserUsage> = BTreeMap::new();
     for path in files {
-        let bytes = fs::read(&path).map_err(|source| UsageError::Read { path, source })?;
+        let bytes = fs::read(&path).map_err(|source| UsageError::Read {
+            path: path.clone(),
+            source,
+        })?;
         let mut sessions: BTreeMap<UnixMillis, Session> = BTreeMap::new();
         for raw in String::from_utf8_lossy(&bytes)
             .lines()
@@ -262,11 +289,30 @@ pub fn summarise(sessions_dir: &Path, month: Month) -> Result<UsageSummary, Usag
                 user: line.user.clone(),
                 gpu: line.gpu.clone(),
                 end: line.session,
+                stopped: false,
+                running: false,
             });
             session.end = match line.event {
-                SessionEvent::Stopped { .. } => line.at,
+                SessionEvent::Stopped { .. } => {
+                    session.stopped = true;
+                    line.at
+                }
                 _ => session.end.max(line.at),
             };
+        }
+        let own = live.filter(|live| {
+            path.file_stem()
+                .is_some_and(|stem| stem.to_str() == Some(live.pod))
+        });
+        if let Some(live) = own {
+            let newest = sessions
+                .values_mut()
+                .rev()
+                .find(|session| session.user == live.user);
+            if let Some(session) = newest.filter(|session| !session.stopped) {
+                session.end = session.end.max(live.now);
+                session.running = true;
+            }
         }
         for (start, session) in sessions {
             let overlap = session.end.min(to).saturating_sub(start.max(from));
@@ -282,8 +328,10 @@ pub fn summarise(sessions_dir: &Path, month: Month) -> Result<UsageSummary, Usag
                     gpu_hours: 0.0,
                     hours_by_gpu: BTreeMap::new(),
                     sessions: 0,
+                    running: false,
                 });
             usage.sessions += 1;
+            usage.running |= session.running && (from..to).contains(&session.end);
             *usage
                 .hours_by_gpu
                 .entry(session.gpu.clone().unwrap_or_else(|| "cpu".to_owned()))
@@ -492,6 +540,56 @@ mod tests {
                 bad.parse::<Month>().unwrap_err().contains("YYYY-MM"),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn the_running_session_counts_up_to_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let rtx = Some("NVIDIA GeForce RTX 4090");
+        let mut log = UsageLog::open(dir.path(), &PodId::parse("pod-a").unwrap()).unwrap();
+        for line in [
+            // An earlier session of bob that ended.
+            line(MAY, MAY, "bob", rtx, SessionEvent::Started),
+            line(MAY, MAY + HOUR, "bob", rtx, stopped()),
+            // The one running now: its last line is an hour in.
+            line(
+                MAY + 2 * HOUR,
+                MAY + 2 * HOUR,
+                "bob",
+                rtx,
+                SessionEvent::Started,
+            ),
+            line(
+                MAY + 2 * HOUR,
+                MAY + 3 * HOUR,
+                "bob",
+                rtx,
+                SessionEvent::Running,
+            ),
+        ] {
+            log.record(&line).unwrap();
+        }
+        let month = "2026-05".parse().unwrap();
+        let before = summarise(dir.path(), month).unwrap();
+        assert!((before.users[0].gpu_hours - 2.0).abs() < 1e-9);
+        assert!(!before.users[0].running);
+        let now = MAY + 4 * HOUR;
+        let live = |pod, user| Some(LiveSession { pod, user, now });
+        let summary = summarise_live(dir.path(), month, live("pod-a", "bob")).unwrap();
+        assert!(
+            (summary.users[0].gpu_hours - 3.0).abs() < 1e-9,
+            "{summary:?}"
+        );
+        assert!(summary.users[0].running);
+        // Another pod's file, or another user, is not this pod's running session.
+        for (pod, user) in [("pod-b", "bob"), ("pod-a", "alice")] {
+            let summary = summarise_live(dir.path(), month, live(pod, user)).unwrap();
+            assert!(
+                (summary.users[0].gpu_hours - 2.0).abs() < 1e-9,
+                "{pod} {user}"
+            );
+            assert!(!summary.users[0].running);
         }
     }
 }

@@ -12,7 +12,14 @@ const QUIET_MS = 25000;        // the stream repeats the status every 10 s; sile
 const STREAM_RETRY_MS = 15000; // after a refused stream, poll this long before trying it again
 const LOG_LIMIT = 2000;        // log lines kept in the page
 const RULE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
-const SETTINGS = { autoOpen: "podstack.autoOpen", chime: "podstack.chime", user: "podstack.user" };
+const SETTINGS = {
+  autoOpen: "podstack.autoOpen", chime: "podstack.chime", user: "podstack.user",
+  logTimes: "podstack.logTimes", logWrap: "podstack.logWrap",
+};
+const HOUR_MS = 3600000;
+// A log line that reads as an error or a warning is highlighted.
+const ERROR_LINE = /\b(error|errors|exception|traceback|failed|fatal|critical|killed|out of memory)\b|IMPORT FAILED|Error:/i;
+const WARNING_LINE = /\b(warn|warning|deprecated)\b/i;
 
 const page = {
   status: null,        // the last status the server sent
@@ -27,10 +34,12 @@ const page = {
   busy: new Set(),     // actions with a request in flight: launch, stop, add-user, fetch-models, login
   chosenUser: readSetting(SETTINGS.user),
   errors: new Map(),   // key -> {what, failure}
-  optional: { sync: "unknown", models: "unknown" },
-  optionalDue: { sync: 0, models: 0, usage: 0, outputs: 0, fleet: 0 },
+  noAnswer: null,      // the failure of the last read the pod did not answer; null once it does
+  optional: { sync: "unknown", models: "unknown", host: "unknown" },
+  optionalDue: { sync: 0, models: 0, usage: 0, outputs: 0, fleet: 0, host: 0 },
+  host: { samples: [], interval_s: 5 },
   outputsKey: "",
-  logs: { mode: "off", stream: null, lines: [], cursor: 0, paused: false, unseen: 0, pollDue: 0, polling: false, dirty: false },
+  logs: { mode: "off", stream: null, lines: [], cursor: 0, paused: false, unseen: 0, pollDue: 0, polling: false, dirty: false, key: "" },
   audio: null,
 };
 
@@ -58,6 +67,7 @@ class RequestFailed extends Error {
     this.status = status;
     this.error = error;
     this.hint = hint;
+    this.fromApi = false; // the panel API's own {error, hint}, not a proxy's page or silence
   }
 }
 
@@ -80,7 +90,9 @@ function describe(method, path, response, text) {
     try { body = JSON.parse(text); } catch (_) { body = null; }
   }
   if (body && typeof body.error === "string") {
-    return new RequestFailed(method, path, status, body.error, body.hint || "");
+    const failure = new RequestFailed(method, path, status, body.error, body.hint || "");
+    failure.fromApi = true;
+    return failure;
   }
   const title = type.includes("html") ? pageTitle(text) : text.trim().slice(0, 160);
   const from = title ? ` (${title})` : "";
@@ -135,6 +147,41 @@ function showError(key, what, failure) {
   page.errors.set(key, { what, failure });
   renderErrors();
 }
+// A read the page makes by itself (status, logs, sync…) that found no pod behind the address
+// (no answer, or a proxy saying it cannot reach it) is ONE banner, whatever the number of
+// reads; other failures are shown as they are, each once.
+function unreachable(failure) {
+  const s = failure.status;
+  return s === 0 || (!failure.fromApi && (s === 502 || s === 503 || s === 504 || (s >= 520 && s <= 530)));
+}
+function readFailed(key, what, failure) {
+  if (failure.status === 401) return;
+  if (unreachable(failure)) {
+    noAnswer(failure);
+    return;
+  }
+  showError(key, what, failure);
+}
+function noAnswer(failure) {
+  const first = !page.noAnswer;
+  page.noAnswer = failure;
+  if (page.mode !== "login") setMode("offline");
+  if (first) {
+    setText("connection-detail", `${failure.method} /${failure.path}: ${failure.status ? "HTTP " + failure.status + ": " : ""}${failure.error}. `
+      + "This page keeps trying and clears this note as soon as the pod answers; until then it shows the last state the pod reported.");
+    $("connection-banner").hidden = false;
+  }
+  renderTitle();
+}
+// The pod answered again: the banner goes at once, and every section is read again now.
+function answered() {
+  if (!page.noAnswer) return;
+  page.noAnswer = null;
+  $("connection-banner").hidden = true;
+  for (const key of Object.keys(page.optionalDue)) page.optionalDue[key] = 0;
+  renderTitle();
+}
+
 function clearError(key) {
   if (page.errors.delete(key)) renderErrors();
 }
@@ -228,6 +275,7 @@ function setMode(mode) {
   node.dataset.mode = mode;
   setText("connection", text);
   $("comfyui").classList.toggle("stale-data", mode === "reconnecting" || mode === "offline");
+  renderTitle();
 }
 
 function openStream() {
@@ -242,6 +290,7 @@ function openStream() {
     try { status = JSON.parse(event.data); } catch (_) { return; }
     if (page.mode !== "live") setMode("live");
     clearError("status");
+    answered();
     apply(status);
   });
   stream.onerror = () => {
@@ -252,7 +301,7 @@ function openStream() {
       page.pollDue = 0;
       setMode("polling");
       poll();
-    } else {
+    } else if (page.mode !== "offline") {
       setMode("reconnecting"); // the browser reconnects by itself (the server asks for 1 s)
     }
   };
@@ -268,6 +317,7 @@ async function poll() {
   try {
     apply(await api("GET", "api/status"));
     clearError("status");
+    answered();
     if (page.mode === "offline" || page.mode === "connecting" || page.mode === "login") {
       setMode(page.stream ? "reconnecting" : "polling");
     }
@@ -276,8 +326,8 @@ async function poll() {
     return true;
   } catch (failure) {
     if (failure.status === 401) return false;
-    showError("status", "Reading the status", failure);
-    if (!page.stream) setMode("offline");
+    readFailed("status", "Reading the status", failure);
+    if (!page.stream && page.mode !== "login") setMode("offline");
     return false;
   } finally {
     page.polling = false;
@@ -325,9 +375,27 @@ function showLogin(everything) {
     setMode("login");
     $("panel").hidden = true;
     $("banner").hidden = true;
+    $("logout").hidden = true;
+    page.noAnswer = null;
+    $("connection-banner").hidden = true;
     clearError("status");
+    renderTitle();
   }
   if (!shown) $("token").focus();
+}
+
+async function logout() {
+  try {
+    await api("POST", "api/logout");
+    clearError("logout");
+  } catch (failure) {
+    showError("logout", "Logging out", failure);
+    return;
+  }
+  page.status = null;
+  page.logs.lines = [];
+  page.logs.cursor = 0;
+  showLogin(true);
 }
 
 async function login(event) {
@@ -343,7 +411,7 @@ async function login(event) {
     setMode("connecting");
     await begin();
   } catch (failure) {
-    $("login-error").textContent = failure.status === 401
+    $("login-error").textContent = failure.status === 401 || failure.status === 429
       ? `${failure.error}. ${failure.hint}` : `${failure.message}${failure.hint ? " — " + failure.hint : ""}`;
     $("login-error").hidden = false;
     $("token").focus();
@@ -367,7 +435,11 @@ function apply(status) {
   render();
   const state = status.services.comfyui.state;
   if (previous && previous !== "ready" && state === "ready") whenReady(status);
-  if (previous !== state) page.optionalDue.outputs = 0;
+  if (previous !== state) {
+    page.optionalDue.outputs = 0;
+    page.optionalDue.usage = 0;
+  }
+  if (status.host) addHostSamples([status.host]);
 }
 
 
@@ -382,13 +454,21 @@ function render() {
   renderBuild(s);
   renderBanner(s);
   renderLinks(s);
+  $("logout").hidden = !(s.auth && s.auth.token_required);
+  renderLogChoices(s);
   renderClock();
+}
+
+// Whether a start has run past the time the stack's starts are expected to take.
+function slowStart(c) {
+  return c.state === "starting" && typeof c.expected_start_s === "number"
+    && serverNow() - c.since > c.expected_start_s * 1000;
 }
 
 function stateWords(c) {
   switch (c.state) {
     case "stopped": return "Stopped";
-    case "starting": return `Starting · ${c.stage || "launching"}`;
+    case "starting": return `Starting · ${c.stage || "launching"}` + (slowStart(c) ? " · taking longer than usual" : "");
     case "ready": return "Ready";
     case "stopping": return "Stopping";
     case "backing-off": return `Restarting · attempt ${c.attempt + 1}`;
@@ -420,17 +500,63 @@ function renderComfy(s) {
     detail = "This pod has no users yet.";
   }
   setText("detail", detail);
-  const failed = c.state === "failed";
+  // A failure, or a restart after one, shows what to try and the lines that explain it.
+  const failed = c.state === "failed" || (c.state === "backing-off" && (c.last_lines || []).length > 0);
   $("failure").hidden = !failed;
   if (failed) {
     setText("failure-hint", c.hint || "look at the log lines below");
-    const lines = $("failure-lines");
-    const text = (c.last_lines || []).join("\n") || "(no log lines)";
-    if (lines.textContent !== text) {
-      lines.textContent = text;
-      lines.scrollTop = lines.scrollHeight; // the error is at the end
-    }
+    showLines($("failure-lines"), (c.last_lines || []).join("\n") || "(no log lines)");
   }
+  const broken = s.import_failed || [];
+  const notes = $("import-failed");
+  const key = broken.map((n) => n.node).join("\n");
+  if (notes.dataset.key !== key) {
+    notes.dataset.key = key;
+    notes.replaceChildren(...broken.map((n) => el("li",
+      `The custom node ${n.node} failed to import: its nodes are missing from ComfyUI (the ComfyUI log says why).`)));
+  }
+  renderSlow();
+}
+
+function showLines(pre, text) {
+  if (pre.textContent !== text) {
+    pre.textContent = text;
+    pre.scrollTop = pre.scrollHeight; // the error is at the end
+  }
+}
+
+// A start past its expected time says so, with the last lines ComfyUI printed (the status's
+// when it carries them, else the ones this page received).
+function renderSlow() {
+  const s = page.status;
+  const c = s && s.services.comfyui;
+  const slow = Boolean(c) && slowStart(c);
+  $("slow").hidden = !slow;
+  if (!slow) return;
+  const expected = duration(c.expected_start_s * 1000);
+  setText("slow-text", `This start is taking longer than usual: ComfyUI usually starts within ${expected}, and it has been ${duration(serverNow() - c.since)}. `
+    + "It may still finish (a first start after an update installs and loads custom nodes); if the lines below stopped moving, Stop and Launch again, or look for the error.");
+  const own = (c.last_lines || []).length ? c.last_lines
+    : page.logs.lines.filter((line) => line.service === "comfyui").slice(-15).map((line) => line.text);
+  showLines($("slow-lines"), own.join("\n") || "(ComfyUI printed nothing yet)");
+}
+
+// The tab's title says the state, so a tab in the background tells it too.
+function renderTitle() {
+  const s = page.status;
+  if (page.mode === "login") { document.title = "Log in · podstack"; return; }
+  if (!s) { document.title = "podstack"; return; }
+  const c = s.services.comfyui;
+  let state;
+  if (page.noAnswer) state = "No answer";
+  else if (c.state === "starting") state = slowStart(c) ? "Starting (slow)" : `Starting ${Math.max(0, Math.min(100, c.percent || 0))}%`;
+  else if (c.state === "ready") state = `Ready${s.user ? " · " + s.user : ""}`;
+  else if (c.state === "backing-off") state = "Restarting";
+  else if (c.state === "failed") state = "Failed";
+  else if (c.state === "stopping") state = "Stopping";
+  else state = "Stopped";
+  const title = `${state} · ${s.stack.name} · podstack`;
+  if (document.title !== title) document.title = title;
 }
 
 // The parts of the status that move with the clock: elapsed times and ages.
@@ -444,6 +570,11 @@ function renderClock() {
   else if (c.state === "backing-off") elapsed = `next try in ${duration(c.until - serverNow())}`;
   else if (c.state === "failed") elapsed = ago(c.since);
   setText("elapsed", elapsed);
+  if (c.state === "starting") {
+    setText("state-text", stateWords(c));
+    renderSlow();
+  }
+  renderTitle();
 }
 
 function selectedUser() { return $("user").value; }
@@ -468,15 +599,15 @@ function renderControls(s) {
   setText("launch", launching ? "Launching…"
     : other && c.state !== "stopped" && c.state !== "failed" ? `Switch to ${user}` : "Launch");
   const settled = c.state === "stopped" || c.state === "failed";
-  launch.disabled = launching || !user || page.busy.has("stop") || c.state === "starting"
-    || c.state === "stopping" || (!settled && !other);
+  setUsable(launch, !(launching || !user || page.busy.has("stop") || c.state === "starting"
+    || c.state === "stopping" || (!settled && !other)));
 
   const stopping = page.busy.has("stop");
   const stop = $("stop");
   stop.classList.toggle("busy", stopping);
   stop.setAttribute("aria-busy", String(stopping));
   setText("stop", stopping ? "Stopping…" : "Stop");
-  stop.disabled = stopping || launching || c.state === "stopped" || c.state === "stopping";
+  setUsable(stop, !(stopping || launching || c.state === "stopped" || c.state === "stopping"));
 
   const open = $("open");
   const ready = c.state === "ready" && Boolean(s.comfyui_url);
@@ -485,6 +616,15 @@ function renderControls(s) {
 
   $("add-user").hidden = !s.allow_new_users;
 }
+
+// Launch and Stop are never `disabled`: a disabled button drops the keyboard focus (to the
+// page's start) the moment it is pressed; aria-disabled keeps it where it was and says the
+// button does nothing now.
+function setUsable(button, usable) {
+  const value = String(!usable);
+  if (button.getAttribute("aria-disabled") !== value) button.setAttribute("aria-disabled", value);
+}
+function usable(button) { return button.getAttribute("aria-disabled") !== "true"; }
 
 function renderGpu(s) {
   const list = $("gpu-list");
@@ -667,6 +807,7 @@ async function act(key, what, method, path, body) {
 }
 
 function launch() {
+  if (!usable($("launch"))) return;
   prepareAudio();
   const user = selectedUser();
   page.chosenUser = user;
@@ -675,6 +816,7 @@ function launch() {
 }
 
 function stop() {
+  if (!usable($("stop"))) return;
   act("stop", "Stopping ComfyUI", "POST", "api/stop");
 }
 
@@ -732,7 +874,7 @@ async function optional(name, path, draw) {
       $(name).hidden = true;
       clearError(name);
     } else {
-      showError(name, `Reading ${name}`, failure);
+      readFailed(name, `Reading ${name}`, failure);
     }
   }
 }
@@ -752,8 +894,15 @@ function tickOptional(now) {
     optional("fleet", "api/fleet", drawFleet);
   }
   if (now >= due.usage) {
-    due.usage = now + 60000;
+    // GPU hours move while a session runs: the running one is counted up to each answer.
+    due.usage = now + 15000;
     loadUsage();
+  }
+  if (page.optional.host !== "absent" && now >= due.host) {
+    // Each status carries the newest sample once the supervisor samples; the history then
+    // only fills gaps (after a reconnect every section is read again at once).
+    due.host = now + (page.status.host ? 60000 : 5000);
+    loadHost();
   }
   if (now >= due.outputs) {
     due.outputs = now + 15000;
@@ -788,13 +937,17 @@ function drawSync(data) {
     const folder = pick(f, "folder", "path", "name") || "";
     const last = pick(f, "last_success_ms", "last_upload_ms", "last_success");
     const lag = pick(f, "lag_s", "lag_seconds");
-    const speed = pick(f, "speed_bps", "bytes_per_second", "speed");
     const row = document.createElement("tr");
-    row.append(el("td", user), el("td", folder + (f.mode ? ` (${f.mode})` : "")),
+    const [stateText, tone] = syncState(f);
+    const cells = [el("td", user), el("td", folder + (f.mode ? ` (${f.mode})` : "")),
+      el("td", stateText, tone),
       el("td", typeof last === "number" ? ago(last) : last || "never"),
       el("td", String(pick(f, "pending", "pending_files") ?? "")),
       el("td", typeof lag === "number" ? duration(lag * 1000) : ""),
-      el("td", typeof speed === "number" && speed > 0 ? `${bytes(speed)}/s` : ""));
+      el("td", syncSpeed(f))];
+    // The column's name, shown before each value where the rows are stacked (a phone).
+    cells.forEach((cell, i) => { cell.dataset.label = SYNC_COLUMNS[i]; });
+    row.append(...cells);
     rows.push(row);
     const error = pick(f, "error", "last_error");
     if (error) {
@@ -820,12 +973,36 @@ function drawSync(data) {
   if (!rows.length) {
     const row = document.createElement("tr");
     const cell = el("td", "Nothing synced yet.", "muted");
-    cell.colSpan = 6;
+    cell.colSpan = 7;
     row.append(cell);
     rows.push(row);
   }
   $("sync-rows").replaceChildren(...rows);
   $("sync-problems").replaceChildren(...problems);
+}
+
+const SYNC_COLUMNS = ["User", "Folder", "State", "Last upload", "Pending", "Lag", "Speed"];
+
+// A folder's state in words, and its tone.
+function syncState(f) {
+  switch (f.state) {
+    case "idle": return ["up to date", "ok"];
+    case "syncing": return ["syncing", "warn"];
+    case "pending": return ["changes waiting", "warn"];
+    case "held-elsewhere": return [`synced by ${f.held_by || "another pod"}`, "muted"];
+    case "refused": return ["refused (empty source)", "bad"];
+    case "failing": return ["failing, retried", "bad"];
+    default: return [f.state || "", ""];
+  }
+}
+
+// The speed of the pass under way, else the last pass's average, else a dash.
+function syncSpeed(f) {
+  const speed = pick(f, "speed_bps", "bytes_per_second", "speed");
+  if (typeof speed === "number" && speed > 0) return `${bytes(speed)}/s`;
+  const pass = f.last_pass;
+  if (pass && pass.bytes > 0 && pass.seconds > 0) return `${bytes(pass.bytes / pass.seconds)}/s (last pass)`;
+  return f.state === "syncing" ? "0 B/s" : "—";
 }
 
 // GET /api/models: {folder, models: [{dest, url, size, state, bytes, total, bytes_per_s, reason, hint}]}.
@@ -834,13 +1011,19 @@ function drawModels(data) {
   $("models").hidden = models.length === 0;
   let missing = 0;
   let downloading = false;
+  // A row that did not change stays the same element, so its Copy button (and its "Copied")
+  // outlives the refreshes a download next to it causes.
+  const drawn = new Map([...$("model-rows").children].map((row) => [row.dataset.key, row]));
   const rows = models.map((m) => {
     const state = pick(m, "state") || "unknown";
-    const size = pick(m, "size", "bytes_total", "total_bytes");
+    const size = pick(m, "size", "total", "bytes_total", "total_bytes");
     const done = pick(m, "bytes", "done", "bytes_done");
     if (state === "missing" || state === "failed") missing += 1;
     if (state === "downloading") downloading = true;
+    const key = JSON.stringify(m);
+    if (drawn.has(key)) return drawn.get(key);
     const row = document.createElement("tr");
+    row.dataset.key = key;
     const stateCell = el("td", state, state === "present" ? "ok" : state === "failed" ? "bad" : "warn");
     if (state === "downloading" && typeof size === "number" && size > 0 && typeof done === "number") {
       const percent = Math.min(100, Math.round((done / size) * 100));
@@ -856,9 +1039,31 @@ function drawModels(data) {
       fill.style.width = `${percent}%`;
       bar.append(fill);
       stateCell.append(bar);
+    } else if (state === "downloading") {
+      // No size in the manifest and none from the server: what came so far, and a moving bar.
+      const speed = pick(m, "bytes_per_s", "speed_bps");
+      stateCell.textContent = `downloading · ${bytes(typeof done === "number" ? done : 0)} so far`
+        + (typeof speed === "number" && speed > 0 ? ` · ${bytes(speed)}/s` : "");
+      const bar = el("div", undefined, "progress indeterminate");
+      bar.setAttribute("role", "progressbar");
+      bar.setAttribute("aria-label", `${pick(m, "name", "dest")} download`);
+      bar.setAttribute("aria-valuetext", `${bytes(typeof done === "number" ? done : 0)} so far, size unknown`);
+      bar.append(el("div", undefined, "fill"));
+      stateCell.append(bar);
+    } else if (state === "checking" && typeof m.total === "number" && m.total > 0) {
+      stateCell.textContent = `checking ${Math.min(100, Math.round((m.bytes / m.total) * 100))}%`;
+    } else if (state === "waiting" && m.pod) {
+      stateCell.textContent = `waiting for ${m.pod}`;
     }
     const reason = pick(m, "error", "reason");
-    if (reason) stateCell.append(el("small", ` ${reason}${m.hint ? " — " + m.hint : ""}`));
+    if (reason) {
+      // A reason holds a URL and two hashes: it wraps anywhere, and a button copies it whole.
+      const text = `${reason}${m.hint ? " — " + m.hint : ""}`;
+      const box = el("div", undefined, "reason");
+      box.append(el("span", text));
+      box.append(copyButton(text, `Copy why ${pick(m, "name", "dest")} failed`));
+      stateCell.append(box);
+    }
     row.append(el("td", pick(m, "name", "dest", "path") || ""), stateCell, el("td", bytes(size)));
     return row;
   });
@@ -918,7 +1123,9 @@ async function loadUsage() {
     const rows = usage.users.map((u) => {
       const row = document.createElement("tr");
       if (page.status && u.user === selectedUser()) row.setAttribute("aria-current", "true");
-      row.append(el("td", u.user), el("td", u.gpu_hours.toFixed(2), "num"), el("td", String(u.sessions), "num"));
+      const who = el("td", u.user);
+      if (u.running) who.append(el("small", " · running now", "ok"));
+      row.append(who, el("td", u.gpu_hours.toFixed(2), "num"), el("td", String(u.sessions), "num"));
       return row;
     });
     if (!rows.length) {
@@ -930,7 +1137,7 @@ async function loadUsage() {
     }
     $("usage-rows").replaceChildren(...rows);
   } catch (failure) {
-    if (failure.status !== 401) showError("usage", "Reading the GPU hours", failure);
+    readFailed("usage", "Reading the GPU hours", failure);
   }
 }
 
@@ -962,8 +1169,200 @@ async function loadOutputs() {
     $("thumbs").replaceChildren(...links);
     $("outputs-empty").hidden = links.length > 0;
   } catch (failure) {
-    if (failure.status !== 401) showError("outputs", `Listing the outputs of ${user}`, failure);
+    readFailed("outputs", `Listing the outputs of ${user}`, failure);
   }
+}
+
+// ---------------------------------------------------------------- the machine (last hour)
+
+// GET /api/metrics/history: the supervisor's samples of the last hour (GPU, CPU, RAM, volume,
+// ComfyUI's queue); each status may carry the newest one as `host`. A 404 hides the card.
+async function loadHost() {
+  const samples = page.host.samples;
+  const since = samples.length ? samples[samples.length - 1].at_ms : 0;
+  try {
+    const answer = await api("GET", `api/metrics/history${since ? "?since=" + since : ""}`);
+    page.optional.host = "present";
+    clearError("host");
+    if (answer && answer.interval_s) page.host.interval_s = answer.interval_s;
+    addHostSamples((answer && answer.samples) || []);
+  } catch (failure) {
+    if (failure.status === 404) {
+      page.optional.host = "absent";
+      $("host").hidden = !page.host.samples.length;
+    } else {
+      readFailed("host", "Reading the machine's figures", failure);
+    }
+  }
+}
+
+function addHostSamples(list) {
+  const samples = page.host.samples;
+  let added = false;
+  for (const sample of list) {
+    if (!sample || typeof sample.at_ms !== "number") continue;
+    if (samples.length && sample.at_ms <= samples[samples.length - 1].at_ms) continue;
+    samples.push(sample);
+    added = true;
+  }
+  const from = serverNow() - HOUR_MS;
+  while (samples.length && samples[0].at_ms < from) samples.shift();
+  if (added) renderHost();
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+const CHART = { width: 240, height: 48 };
+
+// A small chart of `values` (figures or null, one per sample) over the last hour, 0..max; a
+// gap where a figure is missing. Inline SVG, no library.
+function chart(title, now, values, max, summary) {
+  const figure = el("figure", undefined, "chart");
+  const caption = el("figcaption");
+  caption.append(el("span", title), el("strong", now));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${CHART.width} ${CHART.height}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `${title} over the last hour: ${summary}`);
+  const end = serverNow();
+  const x = (at) => Math.max(0, Math.min(CHART.width, ((at - (end - HOUR_MS)) / HOUR_MS) * CHART.width));
+  const y = (v) => CHART.height - 1 - (Math.max(0, Math.min(max, v)) / max) * (CHART.height - 2);
+  let run = [];
+  const runs = [run];
+  page.host.samples.forEach((sample, i) => {
+    const v = values[i];
+    if (typeof v !== "number" || !isFinite(v) || !(max > 0)) {
+      if (run.length) { run = []; runs.push(run); }
+      return;
+    }
+    run.push([x(sample.at_ms), y(v)]);
+  });
+  for (const points of runs.filter((r) => r.length)) {
+    if (points.length === 1) points.push([points[0][0] + 1, points[0][1]]);
+    const area = document.createElementNS(SVG, "polygon");
+    area.setAttribute("class", "area");
+    area.setAttribute("points", [[points[0][0], CHART.height], ...points, [points[points.length - 1][0], CHART.height]]
+      .map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "));
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("class", "line");
+    line.setAttribute("points", points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "));
+    svg.append(area, line);
+  }
+  figure.append(caption, svg);
+  return figure;
+}
+
+function peak(values) {
+  const numbers = values.filter((v) => typeof v === "number" && isFinite(v));
+  return numbers.length ? Math.max(...numbers) : null;
+}
+
+function renderHost() {
+  const samples = page.host.samples;
+  const card = $("host");
+  card.hidden = samples.length === 0;
+  if (!samples.length) return;
+  const latest = samples[samples.length - 1];
+  const figures = [];
+  const gpus = latest.gpus || [];
+  for (const gpu of gpus) {
+    const of = (name) => samples.map((sample) => {
+      const match = (sample.gpus || []).find((g) => g.index === gpu.index);
+      return match ? match[name] : null;
+    });
+    const label = gpus.length > 1 ? `GPU ${gpu.index} ` : "GPU ";
+    const util = of("utilization_pct");
+    figures.push(chart(`${label}utilisation`, percentText(gpu.utilization_pct), util, 100,
+      `now ${percentText(gpu.utilization_pct)}, highest ${percentText(peak(util))}`));
+    const used = of("memory_used_mib");
+    const total = gpu.memory_total_mib || peak(used) || 0;
+    const gib = (mib) => (typeof mib === "number" ? `${(mib / 1024).toFixed(1)} GiB` : "unknown");
+    figures.push(chart(`${label}memory (VRAM)`, `${gib(gpu.memory_used_mib)} of ${gib(total)}`, used, total,
+      `now ${gib(gpu.memory_used_mib)} of ${gib(total)}, highest ${gib(peak(used))}`));
+    const temp = of("temperature_c");
+    const celsius = (t) => (typeof t === "number" ? `${Math.round(t)} °C` : "unknown");
+    figures.push(chart(`${label}temperature`, celsius(gpu.temperature_c), temp, Math.max(100, peak(temp) || 0),
+      `now ${celsius(gpu.temperature_c)}, highest ${celsius(peak(temp))}`));
+    const power = of("power_w");
+    const watts = (w) => (typeof w === "number" ? `${Math.round(w)} W` : "unknown");
+    const limit = gpu.power_limit_w || peak(power) || 0;
+    figures.push(chart(`${label}power`, `${watts(gpu.power_w)}${gpu.power_limit_w ? " of " + watts(gpu.power_limit_w) : ""}`, power, limit,
+      `now ${watts(gpu.power_w)}, highest ${watts(peak(power))}`));
+  }
+  const cpu = samples.map((sample) => sample.cpu_pct);
+  figures.push(chart(`CPU${latest.cpus ? " (" + latest.cpus + " cores)" : ""}`, percentText(latest.cpu_pct), cpu, 100,
+    `now ${percentText(latest.cpu_pct)}, highest ${percentText(peak(cpu))}`));
+  const ram = samples.map((sample) => sample.ram_used_bytes);
+  const ramTotal = latest.ram_total_bytes || peak(ram) || 0;
+  figures.push(chart("RAM", `${bytesOr(latest.ram_used_bytes)} of ${bytesOr(ramTotal)}`, ram, ramTotal,
+    `now ${bytesOr(latest.ram_used_bytes)} of ${bytesOr(ramTotal)}, highest ${bytesOr(peak(ram))}`));
+  $("charts").replaceChildren(...figures);
+  renderVolume(latest.volume);
+  renderQueue(latest.comfyui);
+}
+
+function percentText(v) { return typeof v === "number" ? `${Math.round(v)}%` : "unknown"; }
+function bytesOr(n) { return typeof n === "number" ? bytes(n) : "unknown"; }
+
+// The volume's used and free space; a warning before it fills (the server's `low`: under 10%
+// or 5 GiB free).
+function renderVolume(volume) {
+  const box = $("volume");
+  const warning = $("volume-warning");
+  if (!volume || typeof volume.total_bytes !== "number" || volume.total_bytes <= 0) {
+    box.replaceChildren(el("p", "The volume's size is unknown (is it mounted?).", "muted"));
+    warning.hidden = true;
+    return;
+  }
+  const usedPercent = Math.round((volume.used_bytes / volume.total_bytes) * 100);
+  const freePercent = Math.round((volume.free_bytes / volume.total_bytes) * 100);
+  const low = typeof volume.low === "boolean" ? volume.low
+    : volume.free_bytes < 0.1 * volume.total_bytes || volume.free_bytes < 5 * 1024 ** 3;
+  const title = el("div", undefined, "volume-title");
+  title.append(el("span", `Volume ${volume.path || ""}`), el("strong", `${bytes(volume.free_bytes)} free of ${bytes(volume.total_bytes)}`));
+  const bar = el("div", undefined, "progress" + (low ? " low" : ""));
+  bar.setAttribute("role", "meter");
+  bar.setAttribute("aria-label", "Volume used");
+  bar.setAttribute("aria-valuemin", "0");
+  bar.setAttribute("aria-valuemax", "100");
+  bar.setAttribute("aria-valuenow", String(usedPercent));
+  bar.setAttribute("aria-valuetext", `${usedPercent}% used, ${bytes(volume.free_bytes)} free`);
+  const fill = el("div", undefined, "fill");
+  fill.style.width = `${usedPercent}%`;
+  bar.append(fill);
+  box.replaceChildren(title, bar, el("small", `${bytes(volume.used_bytes)} used (${usedPercent}%)`, "muted"));
+  const text = low ? `The volume is almost full: ${bytes(volume.free_bytes)} free (${freePercent}%). `
+    + "New outputs, model downloads and ComfyUI itself fail once it is full: delete old outputs or grow the volume." : "";
+  if (warning.textContent !== text) warning.textContent = text;
+  warning.hidden = !low;
+}
+
+// ComfyUI's queue and the running prompt's sampler progress.
+function renderQueue(comfy) {
+  const box = $("queue");
+  if (!comfy) {
+    box.replaceChildren(el("p", "ComfyUI's queue shows while ComfyUI is ready.", "muted"));
+    return;
+  }
+  const running = comfy.queue_running || 0;
+  const pending = comfy.queue_pending || 0;
+  const parts = [el("p", `Queue: ${running} running · ${pending} waiting`, "queue-text")];
+  const progress = comfy.progress;
+  if (progress && typeof progress.steps === "number" && progress.steps > 0) {
+    const percent = Math.max(0, Math.min(100, Math.round(typeof progress.percent === "number" ? progress.percent : (progress.step / progress.steps) * 100)));
+    const bar = el("div", undefined, "progress");
+    bar.setAttribute("role", "progressbar");
+    bar.setAttribute("aria-label", "The running prompt");
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    bar.setAttribute("aria-valuenow", String(percent));
+    bar.setAttribute("aria-valuetext", `step ${progress.step} of ${progress.steps}`);
+    const fill = el("div", undefined, "fill");
+    fill.style.width = `${percent}%`;
+    bar.append(fill);
+    parts.push(el("p", `Running prompt: step ${progress.step} of ${progress.steps} (${percent}%)`, "queue-progress"), bar);
+  }
+  box.replaceChildren(...parts);
 }
 
 // ---------------------------------------------------------------- logs
@@ -1009,7 +1408,7 @@ async function tickLogs(now) {
     clearError("logs");
     addLines(answer.lines);
   } catch (failure) {
-    if (failure.status !== 401) showError("logs", "Reading the logs", failure);
+    readFailed("logs", "Reading the logs", failure);
   } finally {
     logs.polling = false;
     logs.pollDue = Date.now() + 2000;
@@ -1035,9 +1434,19 @@ function visible(line) {
   return (!service || line.service === service) && (!filter || line.text.toLowerCase().includes(filter));
 }
 
+function clock(ms) {
+  const d = new Date(ms);
+  return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
+}
+
+function lineText(line, all, times) {
+  return (times && line.time_ms ? `${clock(line.time_ms)} ` : "") + (all ? `${line.service.padEnd(10)} ` : "") + line.text;
+}
+
 function shownLines() {
   const all = !$("log-service").value;
-  return page.logs.lines.filter(visible).map((line) => (all ? `${line.service.padEnd(10)} ` : "") + line.text);
+  const times = $("log-times").checked;
+  return page.logs.lines.filter(visible).map((line) => lineText(line, all, times));
 }
 
 function scheduleLogRender() {
@@ -1051,17 +1460,76 @@ function scheduleLogRender() {
   window.requestAnimationFrame(renderLogs);
 }
 
+// The shown lines, errors and warnings marked; redrawn only when what is shown changed.
 function renderLogs() {
   const logs = page.logs;
   logs.dirty = false;
   const pre = $("log");
-  const shown = shownLines();
   const service = $("log-service");
-  const text = shown.length ? shown.join("\n")
-    : $("log-filter").value.trim() ? "(no line matches the filter)"
-    : `(no ${service.value ? service.selectedOptions[0].textContent + " " : ""}lines yet)`;
-  if (pre.textContent !== text) pre.textContent = text;
-  if ($("log-follow").checked) pre.scrollTop = pre.scrollHeight;
+  const all = !service.value;
+  const times = $("log-times").checked;
+  const shown = logs.lines.filter(visible);
+  const last = shown.length ? shown[shown.length - 1].cursor : 0;
+  const key = [shown.length, last, shown.length ? shown[0].cursor : 0, service.value, $("log-filter").value, times].join("|");
+  if (key !== logs.key) {
+    logs.key = key;
+    if (!shown.length) {
+      pre.textContent = $("log-filter").value.trim() ? "(no line matches the filter)"
+        : `(no ${service.value ? service.selectedOptions[0].textContent + " " : ""}lines yet)`;
+    } else {
+      const out = document.createDocumentFragment();
+      let plain = "";
+      shown.forEach((line, i) => {
+        const text = (i ? "\n" : "") + lineText(line, all, times);
+        const tone = ERROR_LINE.test(line.text) ? "log-error" : WARNING_LINE.test(line.text) ? "log-warning" : "";
+        if (!tone) { plain += text; return; }
+        if (plain) { out.append(plain); plain = ""; }
+        if (i) out.append("\n");
+        out.append(el("span", text.slice(i ? 1 : 0), tone));
+      });
+      if (plain) out.append(plain);
+      pre.replaceChildren(out);
+    }
+  }
+  if ($("log-follow").checked) {
+    logs.scrolling = true;
+    pre.scrollTop = pre.scrollHeight;
+  }
+  renderSlow();
+}
+
+// Follow follows the end only while the reader is there: scrolling up to read turns it off
+// (so new lines never pull the view back down), scrolling back to the end turns it on.
+function logScrolled() {
+  const logs = page.logs;
+  const pre = $("log");
+  const atEnd = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 8;
+  if (logs.scrolling) {
+    logs.scrolling = false;
+    if (atEnd) return;
+  }
+  const follow = $("log-follow");
+  if (follow.checked !== atEnd) follow.checked = atEnd;
+}
+
+// The services the log picker offers: those this pod runs, and the one chosen.
+function renderLogChoices(s) {
+  const select = $("log-service");
+  for (const option of select.options) {
+    const slot = s.services[option.value];
+    const off = Boolean(slot) && (slot.state === "disabled" || slot.state === "not-configured");
+    if (option.hidden !== off && option.value !== select.value) option.hidden = off;
+  }
+}
+
+function renderLogDownload() {
+  const source = $("log-service").value;
+  const link = $("log-download");
+  link.hidden = !source;
+  if (source) {
+    link.href = `api/logs/download?source=${encodeURIComponent(source)}`;
+    link.setAttribute("aria-label", `Download the whole ${$("log-service").selectedOptions[0].textContent} log`);
+  }
 }
 
 function togglePause() {
@@ -1075,7 +1543,29 @@ function togglePause() {
 
 async function copyLogs() {
   const lines = shownLines();
-  const text = lines.join("\n");
+  const copied = await copyText(lines.join("\n"));
+  setText("log-note", copied ? `Copied ${lines.length} line(s).` : "The browser did not allow copying; select the lines and copy them by hand.");
+}
+
+// A Copy button beside a long text (a failure's reason, crash lines).
+function copyButton(text, label) {
+  const button = el("button", "Copy", "copy");
+  button.type = "button";
+  button.dataset.copyText = text;
+  button.setAttribute("aria-label", label);
+  return button;
+}
+
+async function copyClicked(event) {
+  const button = event.target.closest("button.copy");
+  if (!button) return;
+  const from = button.dataset.copyFrom;
+  const text = from ? $(from).textContent : button.dataset.copyText || "";
+  const copied = await copyText(text);
+  button.textContent = copied ? "Copied" : "Copy refused: select and copy by hand";
+}
+
+async function copyText(text) {
   let copied = false;
   try {
     if (navigator.clipboard && window.isSecureContext) {
@@ -1096,7 +1586,7 @@ async function copyLogs() {
     try { copied = document.execCommand("copy"); } catch (_) { copied = false; }
     area.remove();
   }
-  setText("log-note", copied ? `Copied ${lines.length} line(s).` : "The browser did not allow copying; select the lines and copy them by hand.");
+  return copied;
 }
 
 // ---------------------------------------------------------------- start
@@ -1134,9 +1624,24 @@ function wire() {
       if (id === "chime" && box.checked) prepareAudio();
     });
   }
-  $("log-service").addEventListener("change", scheduleLogRender);
+  $("log-service").addEventListener("change", () => { renderLogDownload(); scheduleLogRender(); });
   $("log-filter").addEventListener("input", scheduleLogRender);
   $("log-follow").addEventListener("change", scheduleLogRender);
+  $("log").addEventListener("scroll", logScrolled, { passive: true });
+  for (const [id, key, initial] of [["log-times", SETTINGS.logTimes, true], ["log-wrap", SETTINGS.logWrap, false]]) {
+    const box = $(id);
+    const stored = readSetting(key);
+    box.checked = stored === null ? initial : stored === "1";
+    box.addEventListener("change", () => {
+      writeSetting(key, box.checked === initial ? null : box.checked ? "1" : "0");
+      $("log").classList.toggle("wrap", $("log-wrap").checked);
+      scheduleLogRender();
+    });
+  }
+  $("log").classList.toggle("wrap", $("log-wrap").checked);
+  renderLogDownload();
+  $("logout").addEventListener("click", logout);
+  document.addEventListener("click", copyClicked);
   $("log-pause").addEventListener("click", togglePause);
   $("log-copy").addEventListener("click", copyLogs);
 }

@@ -3,6 +3,7 @@
 //! like RunPod's. Each test saves screenshots of the states it reaches under
 //! `target/panel-screenshots/`. Skipped, with the reason printed, when chromedriver is absent.
 
+mod artists;
 mod browser;
 mod proxy;
 
@@ -116,10 +117,10 @@ fn launch_shows_starting_then_ready_without_reload_then_stopped() {
         );
         assert_eq!(
             browser
-                .js("return document.querySelector('#launch').disabled")
+                .js("return document.querySelector('#launch').getAttribute('aria-disabled')")
                 .await,
-            true,
-            "Launch is disabled while starting"
+            "true",
+            "Launch does nothing while starting"
         );
         browser.screenshot("starting").await;
 
@@ -175,7 +176,8 @@ fn launch_shows_starting_then_ready_without_reload_then_stopped() {
         assert!(log.contains("To see the GUI go to"), "{log}");
         browser.screenshot("ready").await;
 
-        // Logs: filter, pause (new lines counted, not shown), resume, copy.
+        // Logs: filter, pause (new lines counted, not shown), resume, copy; without times.
+        browser.click("#log-times").await;
         browser.type_into("#log-filter", "got prompt").await;
         browser
             .wait("the filtered log", "const t = document.querySelector('#log').innerText; return t === 'got prompt' && t")
@@ -231,9 +233,9 @@ fn launch_shows_starting_then_ready_without_reload_then_stopped() {
         );
         assert_eq!(
             browser
-                .js("return document.querySelector('#launch').disabled")
+                .js("return document.querySelector('#launch').getAttribute('aria-disabled')")
                 .await,
-            false
+            "false"
         );
         assert_eq!(errors(&browser).await, "");
         browser.screenshot("stopped").await;
@@ -275,12 +277,49 @@ fn a_crash_loop_shows_failed_with_the_reason_the_log_lines_and_what_to_try() {
         assert!(!hint.is_empty());
         assert_eq!(
             browser
-                .js("return document.querySelector('#launch').disabled")
+                .js("return document.querySelector('#launch').getAttribute('aria-disabled')")
                 .await,
-            false,
+            "false",
             "Launch tries again"
         );
+        // The traceback's error line is marked in the log.
+        browser.click("#log-wrap").await;
+        let marked = browser
+            .wait(
+                "the error line marked",
+                "return [...document.querySelectorAll('#log .log-error')].map(e => e.innerText).join('\\n')",
+            )
+            .await;
+        assert!(
+            marked
+                .as_str()
+                .is_some_and(|t| t.contains("RuntimeError: simulated crash")),
+            "{marked}"
+        );
         browser.screenshot("failed").await;
+        // Crash lines wrap inside the card at a phone's width and can be copied whole.
+        for width in [1440, 390] {
+            browser.resize((width, 900)).await;
+            let fits = browser
+                .wait(
+                    &format!("the crash lines at {width} px"),
+                    &format!(
+                        "const p = document.querySelector('#failure-lines'), c = document.querySelector('#comfyui').getBoundingClientRect(), r = p.getBoundingClientRect(); \
+                         return window.innerWidth <= {width} && [document.documentElement.scrollWidth <= window.innerWidth, p.scrollWidth <= p.clientWidth, r.right <= c.right, c.right <= window.innerWidth]"
+                    ),
+                )
+                .await;
+            assert_eq!(fits, json!([true, true, true, true]), "at {width} px");
+            browser.screenshot(&format!("failed-{width}px")).await;
+        }
+        browser.click("#failure button.copy").await;
+        browser
+            .wait(
+                "the copied crash lines",
+                "return document.querySelector('#failure button.copy').innerText === 'Copied'",
+            )
+            .await;
+        browser.resize(browser::DESKTOP).await;
         browser.close().await;
     });
 }
@@ -332,7 +371,7 @@ fn failed_requests_show_their_status_and_message_and_the_button_recovers() {
             "{shown}"
         );
         browser
-            .wait("Launch to recover", "const b = document.querySelector('#launch'); return !b.disabled && b.innerText === 'Launch'")
+            .wait("Launch to recover", "const b = document.querySelector('#launch'); return b.getAttribute('aria-disabled') === 'false' && b.innerText === 'Launch'")
             .await;
         browser.screenshot("error-500").await;
 
@@ -349,7 +388,7 @@ fn failed_requests_show_their_status_and_message_and_the_button_recovers() {
         );
         browser.click("#launch").await;
         browser
-            .wait("the busy Launch button", "const b = document.querySelector('#launch'); return b.disabled && b.getAttribute('aria-busy') === 'true' && b.innerText === 'Launching…'")
+            .wait("the busy Launch button", "const b = document.querySelector('#launch'); return b.getAttribute('aria-disabled') === 'true' && b.getAttribute('aria-busy') === 'true' && b.innerText === 'Launching…'")
             .await;
         let shown = browser
             .wait("the 524", "const t = document.querySelector('#errors').innerText; return t.includes('HTTP 524') && t")
@@ -361,7 +400,7 @@ fn failed_requests_show_their_status_and_message_and_the_button_recovers() {
         );
         assert!(!shown.contains("JSON"), "{shown}");
         browser
-            .wait("Launch to recover", "const b = document.querySelector('#launch'); return !b.disabled && b.innerText === 'Launch'")
+            .wait("Launch to recover", "const b = document.querySelector('#launch'); return b.getAttribute('aria-disabled') === 'false' && b.innerText === 'Launch'")
             .await;
         assert_eq!(
             browser.js(STATE).await,
@@ -381,13 +420,20 @@ fn failed_requests_show_their_status_and_message_and_the_button_recovers() {
         // marked as old, and the failure is shown.
         pod.signal_and_wait("TERM");
         let shown = browser
-            .wait("no answer", "const t = document.querySelector('#errors').innerText; return document.querySelector('#connection').dataset.mode === 'offline' && t.includes('no answer') && t")
+            .wait("no answer", "const b = document.querySelector('#connection-banner'); return document.querySelector('#connection').dataset.mode === 'offline' && !b.hidden && b.innerText")
             .await;
         assert!(
-            shown
-                .as_str()
-                .is_some_and(|t| t.contains("Reading the status failed")),
+            shown.as_str().is_some_and(
+                |t| t.contains("The pod does not answer.") && t.contains(": no answer (")
+            ),
             "{shown}"
+        );
+        assert!(
+            browser
+                .text("#connection")
+                .await
+                .starts_with("no answer · last update"),
+            "the header says it"
         );
         assert_eq!(
             browser.js(STATE).await,
@@ -481,6 +527,13 @@ fn with_a_token_the_panel_asks_to_log_in_keeps_it_out_of_urls_and_links_through_
                 .is_some_and(|text| text.contains("that is not the panel token")),
             "{refused}"
         );
+        // Announced to a screen reader as it appears; the title says what the page wants.
+        assert_eq!(
+            browser
+                .js("return [document.querySelector('#login-error').getAttribute('role'), document.title]")
+                .await,
+            json!(["alert", "Log in · podstack"])
+        );
         browser.type_into("#token", "s3cret-token").await;
         browser.click("#login-button").await;
         wait_state(&browser, "stopped").await;
@@ -510,6 +563,16 @@ fn with_a_token_the_panel_asks_to_log_in_keeps_it_out_of_urls_and_links_through_
             href,
             format!("https://abc123-{}.proxy.runpod.net/", pod.comfyui)
         );
+        // Log out: the form comes back, and stays after a reload (the cookie is gone).
+        browser.click("#logout").await;
+        browser
+            .wait("the login form after logging out", "return !document.querySelector('#login').hidden && document.querySelector('#panel').hidden && document.activeElement === document.querySelector('#token')")
+            .await;
+        browser.reload().await;
+        browser
+            .wait("the login form after a reload", "return !document.querySelector('#login').hidden && document.querySelector('#panel').hidden && document.querySelector('#logout').hidden")
+            .await;
+        assert!(proxy.requests().iter().any(|r| r == "POST /api/logout"));
         browser.close().await;
     });
 }
@@ -631,7 +694,7 @@ fn sync_and_models_show_once_their_routes_answer() {
         let table = table.as_str().unwrap_or_default();
         assert!(table.contains("output (mirror)"), "{table}");
         let last = browser
-            .js("return [...document.querySelectorAll('#sync-rows tr td:nth-child(3)')].map(td => td.innerText)")
+            .js("return [...document.querySelectorAll('#sync-rows tr td:nth-child(4)')].map(td => td.innerText)")
             .await;
         let last: Vec<&str> = last
             .as_array()

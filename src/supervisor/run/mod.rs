@@ -130,6 +130,7 @@ impl Supervised {
             pid: self.process.as_ref().map(|process| process.group.leader()),
             restarts: self.machine.restarts(),
             last_start_s: self.last_start_s,
+            expected_start_s: None,
             log,
         }
     }

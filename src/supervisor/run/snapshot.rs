@@ -2,7 +2,10 @@
 //! verification, users, GPUs, attention requested and confirmed, every service slot (the
 //! sync's report included) and the warnings.
 
+use std::time::Duration;
+
 use super::Pod;
+use crate::service::status::ServiceStatus;
 use crate::supervisor::attention;
 use crate::supervisor::gpu::Device;
 use crate::supervisor::status::{AttentionStatus, Services, Slot, SlotOff, StackStatus, Status};
@@ -46,7 +49,13 @@ impl Pod {
                 mismatch,
             },
             services: Services {
-                comfyui: self.comfyui.status("/api/logs?service=comfyui"),
+                comfyui: ServiceStatus {
+                    expected_start_s: Some(expected_start_s(
+                        stack.runtime.expected_start.as_ref().map(|d| d.0),
+                        self.comfyui.last_start_s,
+                    )),
+                    ..self.comfyui.status("/api/logs?service=comfyui")
+                },
                 jupyter,
                 sync: match &self.sync {
                     Some(sync) => Slot::Service(sync.report().service.clone()),
@@ -63,5 +72,48 @@ impl Pod {
             warnings,
             sync: self.sync.as_ref().map(SyncHandle::report),
         }
+    }
+}
+
+/// A ComfyUI start's expected length when none was configured.
+const DEFAULT_EXPECTED_START: Duration = Duration::from_secs(180);
+/// The least a learned expectation allows: a fast start can still stall on a slow volume.
+const LEAST_EXPECTED_START_S: f64 = 30.0;
+
+/// Seconds a ComfyUI start is expected to take at most: the stack's `runtime.expected_start`
+/// (3 minutes when unset), or, once a start on this pod reached ready, twice that start's
+/// time (at least 30 s) when that is shorter. A start that runs past it is taking longer than
+/// usual, and the panel says so with the last log lines.
+fn expected_start_s(configured: Option<Duration>, last_start_s: Option<f64>) -> f64 {
+    let configured = configured.unwrap_or(DEFAULT_EXPECTED_START).as_secs_f64();
+    match last_start_s {
+        Some(last) if last.is_finite() => configured.min((2.0 * last).max(LEAST_EXPECTED_START_S)),
+        _ => configured,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_start_is_expected_within_the_stacks_time_or_twice_the_last_start() {
+        assert_eq!(expected_start_s(None, None), 180.0);
+        assert_eq!(expected_start_s(Some(Duration::from_secs(2)), None), 2.0);
+        assert_eq!(expected_start_s(None, Some(20.0)), 40.0);
+        assert_eq!(
+            expected_start_s(None, Some(4.0)),
+            30.0,
+            "at least 30 s once learned"
+        );
+        assert_eq!(
+            expected_start_s(None, Some(200.0)),
+            180.0,
+            "never past the stack's"
+        );
+        assert_eq!(
+            expected_start_s(Some(Duration::from_secs(10)), Some(4.0)),
+            10.0
+        );
     }
 }

@@ -532,6 +532,7 @@ impl Syncer {
                 pid: self.rcd.as_ref().map(|rcd| rcd.group.leader()),
                 restarts: self.machine.restarts(),
                 last_start_s: self.last_start_s,
+                expected_start_s: None,
                 log: "/api/logs?service=sync",
             },
             remote: format!("{}:{}", self.sync.remote, self.sync.root),

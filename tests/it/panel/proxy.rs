@@ -1,7 +1,8 @@
 //! A tiny HTTP proxy in front of the supervisor, standing in for RunPod's (Cloudflare) proxy:
 //! it records every request the page sends and, when told, answers one itself (a 500, a
 //! proxy's 524 HTML page, a route that does not exist yet) instead of passing it on. One
-//! request per connection, so every request is seen.
+//! request per connection, so every request is seen. Set down, it stands for a dead pod: every
+//! connection, open or new, ends without an answer.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,6 +70,7 @@ struct Shared {
 pub struct Proxy {
     pub port: u16,
     shared: Arc<Mutex<Shared>>,
+    down: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Proxy {
@@ -81,11 +83,18 @@ impl Proxy {
         let proxy = Self {
             port,
             shared: Arc::default(),
+            down: Arc::new(tokio::sync::watch::channel(false).0),
         };
         let shared = Arc::clone(&proxy.shared);
+        let down = Arc::clone(&proxy.down);
         tokio::spawn(async move {
             while let Ok((inbound, _)) = listener.accept().await {
-                tokio::spawn(relay(inbound, upstream, Arc::clone(&shared)));
+                tokio::spawn(relay(
+                    inbound,
+                    upstream,
+                    Arc::clone(&shared),
+                    down.subscribe(),
+                ));
             }
         });
         proxy
@@ -97,6 +106,12 @@ impl Proxy {
 
     pub fn inject(&self, fault: Fault) {
         self.lock().faults.push(fault);
+    }
+
+    /// Down: every connection ends unanswered, the open ones (streams) at once, as when the
+    /// pod dies; up: requests pass again.
+    pub fn set_down(&self, down: bool) {
+        self.down.send_replace(down);
     }
 
     /// Every request so far, as `METHOD /path?query`.
@@ -112,7 +127,12 @@ impl Proxy {
 }
 
 /// Reads the request head, then answers it with a fault or passes the connection through.
-async fn relay(mut inbound: TcpStream, upstream: u16, shared: Arc<Mutex<Shared>>) {
+async fn relay(
+    mut inbound: TcpStream,
+    upstream: u16,
+    shared: Arc<Mutex<Shared>>,
+    mut down: tokio::sync::watch::Receiver<bool>,
+) {
     let mut head = Vec::new();
     let mut buffer = [0_u8; 4096];
     let end = loop {
@@ -149,6 +169,9 @@ async fn relay(mut inbound: TcpStream, upstream: u16, shared: Arc<Mutex<Shared>>
             fault.clone()
         })
     };
+    if *down.borrow() {
+        return;
+    }
     if let Some(fault) = fault {
         tokio::time::sleep(fault.delay).await;
         let _ = inbound.write_all(fault.response.as_bytes()).await;
@@ -171,5 +194,8 @@ async fn relay(mut inbound: TcpStream, upstream: u16, shared: Arc<Mutex<Shared>>
     {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+        _ = down.wait_for(|down| *down) => {}
+    }
 }

@@ -51,12 +51,21 @@ impl PodBuilder {
         }
     }
 
-    /// Sets a value in stack.json by JSON pointer, e.g. `/runtime/stop_grace`.
+    /// Sets a value in stack.json by JSON pointer, e.g. `/runtime/stop_grace`; the last key
+    /// may be new (a setting the shipped stack leaves at its default).
     pub fn set(mut self, pointer: &str, value: Value) -> Self {
-        *self
-            .stack
-            .pointer_mut(pointer)
-            .unwrap_or_else(|| panic!("no {pointer} in stack.json")) = value;
+        if let Some(slot) = self.stack.pointer_mut(pointer) {
+            *slot = value;
+            return self;
+        }
+        let (parent, key) = pointer
+            .rsplit_once('/')
+            .unwrap_or_else(|| panic!("{pointer} is not a JSON pointer"));
+        self.stack
+            .pointer_mut(parent)
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("no {parent} in stack.json"))
+            .insert(key.to_owned(), value);
         self
     }
 
