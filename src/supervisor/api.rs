@@ -30,7 +30,7 @@ use super::app_state::AppState;
 use super::assets;
 use super::auth;
 use super::outputs;
-use super::status::Status;
+use super::status::PublishedStatus;
 use super::usage::{self, Month};
 use crate::manifest::SyncFolderKind;
 use crate::service::clock::now_ms;
@@ -154,37 +154,18 @@ fn service_name(service: Option<&str>) -> Result<Option<&'static str>, ApiError>
         .transpose()
 }
 
-/// The status with the server's clock, and the links a browser follows, which depend on the
-/// host it came through.
-#[derive(Debug, Serialize)]
-struct StatusView {
-    #[serde(flatten)]
-    status: Arc<Status>,
-    now_ms: UnixMillis,
-    uptime_s: u64,
-    comfyui_url: Option<String>,
-    jupyter_url: Option<String>,
-}
-
 fn request_host(headers: &HeaderMap) -> Option<&str> {
     headers.get(HOST).and_then(|host| host.to_str().ok())
 }
 
-fn view(status: Arc<Status>, headers: &HeaderMap) -> Json<StatusView> {
-    Json(status_view(status, request_host(headers)))
-}
-
-fn status_view(status: Arc<Status>, host: Option<&str>) -> StatusView {
-    let now = now_ms();
-    StatusView {
-        now_ms: now,
-        uptime_s: status.uptime_s(now),
-        comfyui_url: status.public_url(status.comfyui_port, host),
-        jupyter_url: status
-            .jupyter_port
-            .and_then(|port| status.public_url(port, host)),
-        status,
-    }
+/// The status with the server's clock, and the links a browser follows, which depend on the
+/// host it came through.
+fn view(status: &PublishedStatus, headers: &HeaderMap) -> Response {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        status.json_at(now_ms(), request_host(headers)),
+    )
+        .into_response()
 }
 
 async fn start(
@@ -194,7 +175,7 @@ async fn start(
 ) -> Result<impl IntoResponse, ApiError> {
     let user = user_name(&body.user)?;
     let status = state.control.start(user).await?;
-    Ok((StatusCode::ACCEPTED, view(status, &headers)))
+    Ok((StatusCode::ACCEPTED, view(&status, &headers)))
 }
 
 async fn stop(
@@ -202,7 +183,7 @@ async fn stop(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let status = state.control.stop().await?;
-    Ok((StatusCode::ACCEPTED, view(status, &headers)))
+    Ok((StatusCode::ACCEPTED, view(&status, &headers)))
 }
 
 async fn add_user(
@@ -212,11 +193,11 @@ async fn add_user(
 ) -> Result<impl IntoResponse, ApiError> {
     let user = user_name(&body.name)?;
     let status = state.control.add_user(user).await?;
-    Ok((StatusCode::CREATED, view(status, &headers)))
+    Ok((StatusCode::CREATED, view(&status, &headers)))
 }
 
-async fn status(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
-    view(state.control.status(), &headers)
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    view(&state.control.published(), &headers)
 }
 
 /// The status as server-sent events (`status`, the same JSON as `/api/status`): the current
@@ -225,24 +206,28 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> impl IntoR
 async fn status_stream(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = state.streams.status_stream()?;
     let host = request_host(&headers).map(str::to_owned);
     let control = state.control.clone();
     let start = tokio::time::Instant::now() + STATUS_HEARTBEAT;
     let heartbeat = IntervalStream::new(tokio::time::interval_at(start, STATUS_HEARTBEAT))
-        .map(move |_| control.status());
+        .map(move |_| control.published());
     let events = WatchStream::new(state.control.watch())
         .merge(heartbeat)
-        .map(move |status| Ok(status_event(status, host.as_deref())));
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .map(move |status| {
+            // The slot is given back when the client leaves and the stream is dropped.
+            let _held = &slot;
+            Ok(status_event(&status, host.as_deref()))
+        });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-fn status_event(status: Arc<Status>, host: Option<&str>) -> Event {
-    let data = serde_json::to_string(&status_view(status, host)).unwrap_or_default();
+fn status_event(status: &PublishedStatus, host: Option<&str>) -> Event {
     Event::default()
         .event("status")
         .retry(STREAM_RETRY)
-        .data(data)
+        .data(status.json_at(now_ms(), host))
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
@@ -278,22 +263,39 @@ async fn log_stream(
         .get("last-event-id")
         .and_then(|value| value.to_str().ok()?.parse().ok())
         .unwrap_or(query.after);
+    let slot = state.streams.log_stream()?;
     // Subscribe before reading the ring so no line falls between the two.
     let live = BroadcastStream::new(state.logs.subscribe());
     let backlog = state.logs.after(service, after);
+    // Live lines up to the backlog's last were in the ring already: replayed, not repeated.
     let mut last = backlog.next;
-    let replay = tokio_stream::iter(backlog.lines.into_iter().map(Ok));
-    let events = replay.chain(live).filter_map(move |item| match item {
-        Ok(line) if line.cursor > last && service.is_none_or(|wanted| *line.service == *wanted) => {
-            last = line.cursor;
-            Some(Ok(line_event(&line)))
-        }
-        Ok(_) => None,
-        Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
-            .event("dropped")
-            .data(format!("{missed} lines were skipped; GET /api/logs?after={last} has what the ring still holds")))),
+    let dropped = backlog.dropped.then(|| {
+        Ok(Event::default().event("dropped").data(format!(
+            "lines after {after} fell out of the ring before this stream opened"
+        )))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let replay = tokio_stream::iter(
+        dropped
+            .into_iter()
+            .chain(backlog.lines.into_iter().map(|line| Ok(line_event(&line)))),
+    );
+    let live = live.filter_map(move |item| {
+        // The slot is given back when the client leaves and the stream is dropped.
+        let _held = &slot;
+        match item {
+            Ok(line)
+                if line.cursor > last && service.is_none_or(|wanted| *line.service == *wanted) =>
+            {
+                last = line.cursor;
+                Some(Ok(line_event(&line)))
+            }
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
+                .event("dropped")
+                .data(format!("{missed} lines were skipped; GET /api/logs?after={last} has what the ring still holds")))),
+        }
+    });
+    Ok(Sse::new(replay.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 fn line_event(line: &LogLine) -> Event {
@@ -491,6 +493,7 @@ mod tests {
     use crate::supervisor::run::{Orchestrator, Setup};
     use crate::supervisor::settings;
     use crate::supervisor::status::AuthStatus;
+    use crate::supervisor::stream_slots::StreamSlots;
 
     struct Panel {
         router: Router,
@@ -544,6 +547,7 @@ mod tests {
             sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
             models: Models::new(&settings).unwrap(),
             sync: None,
+            streams: StreamSlots::new(1, 1),
         });
         Panel { router, _dir: dir }
     }

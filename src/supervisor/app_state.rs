@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::auth::PanelAuth;
 use super::control::Control;
 use super::models::Models;
+use super::stream_slots::StreamSlots;
 use crate::service::logs::LogBook;
 
 /// What every handler can reach.
@@ -26,4 +27,6 @@ pub struct AppState {
     pub models: Models,
     /// The sync service, when the stack syncs.
     pub sync: Option<crate::sync::SyncHandle>,
+    /// The live streams' slots.
+    pub streams: StreamSlots,
 }

@@ -22,15 +22,16 @@ pub mod launch;
 pub mod log_watch;
 pub mod models;
 pub mod outputs;
+pub mod panel_server;
 pub mod probe;
 pub mod run;
 pub mod self_check;
 pub mod settings;
 pub mod status;
+pub mod stream_slots;
 pub mod usage;
 pub mod users;
 
-use std::future::IntoFuture as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -215,15 +216,17 @@ async fn serve(
         sessions_dir: Arc::new(settings.podstack_dir().join("sessions")),
         models,
         sync: sync.clone(),
+        streams: stream_slots::StreamSlots::default(),
     });
     let (close, closing) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = closing.await;
-            })
-            .into_future(),
-    );
+    let mut server = tokio::spawn(panel_server::serve(
+        listener,
+        app,
+        panel_server::ConnectionLimits::for_this_process(),
+        async {
+            let _ = closing.await;
+        },
+    ));
     tracing::info!("control panel listening on {}:{}", address.0, address.1);
     if let Some(user) = settings.start_user.clone() {
         if let Err(refusal) = control.start(user.clone()).await {

@@ -177,7 +177,7 @@ impl Pod {
                     let _ = internal.send(Internal::Line {
                         kind,
                         generation,
-                        text: line.text,
+                        line,
                     });
                 },
             ))

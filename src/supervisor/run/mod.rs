@@ -31,11 +31,11 @@ use super::gpu::{Device, GpuProbe};
 use super::jupyter::JupyterPlan;
 use super::log_watch::LogWatch;
 use super::settings::Settings;
-use super::status::{AuthStatus, Status};
+use super::status::{AuthStatus, PublishedStatus};
 use super::usage::{SessionEvent, UsageLog};
 use super::users::Roster;
 use crate::service::exit_reason::{KnownFailure, OomWatch, Termination};
-use crate::service::logs::LogBook;
+use crate::service::logs::{LogBook, SharedLine};
 use crate::service::process::{ProcessGroup, Reaper};
 use crate::service::state::{Event, Service, UnixMillis};
 use crate::service::status::ServiceStatus;
@@ -71,7 +71,7 @@ enum Internal {
     Line {
         kind: Kind,
         generation: u64,
-        text: String,
+        line: SharedLine,
     },
     Exited {
         kind: Kind,
@@ -157,7 +157,7 @@ pub struct Orchestrator {
     pod: Pod,
     inbox: mpsc::UnboundedReceiver<Internal>,
     requests: mpsc::Receiver<Request>,
-    status: watch::Sender<Arc<Status>>,
+    status: watch::Sender<Arc<PublishedStatus>>,
     /// The sync service's reports; `None` without sync, or once the service has ended.
     sync_reports: Option<watch::Receiver<Arc<SyncReport>>>,
     /// Set once shutdown began: answered when every process is gone.
@@ -171,7 +171,7 @@ impl Orchestrator {
         let sync_reports = setup.sync.as_ref().map(SyncHandle::subscribe);
         let pod = Pod::new(setup, internal)?;
         let (requests_tx, requests) = mpsc::channel(64);
-        let (status, status_rx) = watch::channel(Arc::new(pod.snapshot()));
+        let (status, status_rx) = watch::channel(Arc::new(PublishedStatus::new(pod.snapshot())));
         let control = Control::new(requests_tx, status_rx);
         Ok((
             Self {
@@ -241,10 +241,18 @@ impl Orchestrator {
         let _ = reply.send(answer);
     }
 
-    fn publish(&mut self) -> Arc<Status> {
-        let status = Arc::new(self.pod.snapshot());
-        self.status.send_replace(Arc::clone(&status));
-        status
+    /// Publishes the status when it changed (a log line that moved nothing wakes no reader),
+    /// and returns the latest.
+    fn publish(&mut self) -> Arc<PublishedStatus> {
+        let next = PublishedStatus::new(self.pod.snapshot());
+        self.status.send_if_modified(|current| {
+            let changed = !current.same_as(&next);
+            if changed {
+                *current = Arc::new(next);
+            }
+            changed
+        });
+        Arc::clone(&self.status.borrow())
     }
 }
 

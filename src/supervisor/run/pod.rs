@@ -175,8 +175,8 @@ impl Pod {
             Internal::Line {
                 kind,
                 generation,
-                text,
-            } => self.on_line(kind, generation, &text),
+                line,
+            } => self.on_line(kind, generation, &line.text),
             Internal::Exited {
                 kind,
                 generation,
