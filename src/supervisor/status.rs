@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::gpu::Gpu;
+use super::log_watch::{ImportFailure, PromptProgress};
 use crate::service::state::{ServiceState, UnixMillis};
 use crate::service::status::ServiceStatus;
 use crate::sync::SyncReport;
@@ -44,6 +45,10 @@ pub struct Status {
     pub auth: AuthStatus,
     /// Things a person should know, in plain words.
     pub warnings: Vec<String>,
+    /// Custom nodes the running ComfyUI could not import (each also a warning).
+    pub import_failed: Vec<ImportFailure>,
+    /// The running prompt's sampler progress, from its progress bar in ComfyUI's log.
+    pub prompt: Option<PromptProgress>,
     /// The sync service's full report, served by `GET /api/sync` (the slot in `services`
     /// has its state).
     #[serde(skip)]
@@ -319,6 +324,7 @@ mod tests {
                 attempt: 1,
                 reason: String::new(),
                 hint: String::new(),
+                last_lines: Vec::new(),
             },
             ServiceState::Failed {
                 since: 0,

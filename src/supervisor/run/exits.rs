@@ -29,6 +29,7 @@ impl Pod {
             tracing::warn!("{said} (pid {pid})");
         }
         if kind == Kind::ComfyUi {
+            self.prompt = None;
             if let Some(user) = &process.user {
                 self.record(
                     user,

@@ -29,7 +29,7 @@ use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::control::{Control, Refusal, Request};
 use super::gpu::{Device, GpuProbe};
 use super::jupyter::JupyterPlan;
-use super::log_watch::LogWatch;
+use super::log_watch::{ImportFailure, LogWatch, PromptProgress};
 use super::settings::Settings;
 use super::status::{AuthStatus, PublishedStatus};
 use super::usage::{SessionEvent, UsageLog};
@@ -275,6 +275,10 @@ struct Pod {
     warnings: Vec<String>,
     /// Whose ComfyUI the pod should run.
     user: Option<UserName>,
+    /// Custom nodes the current ComfyUI could not import.
+    import_failed: Vec<ImportFailure>,
+    /// The running prompt's sampler progress, while a prompt runs.
+    prompt: Option<PromptProgress>,
     comfyui: Supervised,
     jupyter: Option<(Supervised, JupyterPlan)>,
     usage: Option<UsageLog>,

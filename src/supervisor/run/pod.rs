@@ -98,6 +98,8 @@ impl Pod {
             started_ms: now_ms(),
             warnings,
             user: None,
+            import_failed: Vec::new(),
+            prompt: None,
             jupyter,
             usage,
             sync,

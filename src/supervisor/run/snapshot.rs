@@ -18,6 +18,12 @@ impl Pod {
             .and_then(|confirmed| attention::mismatch(&self.attention, confirmed));
         let mut warnings = self.warnings.clone();
         warnings.extend(mismatch.clone());
+        warnings.extend(self.import_failed.iter().map(|failure| {
+            format!(
+                "Custom node {} failed to import (IMPORT FAILED): its nodes are missing from every workflow; the ComfyUI log has the error",
+                failure.node
+            )
+        }));
         let jupyter = match &self.jupyter {
             Some((service, _)) => Slot::Service(service.status("/api/logs?service=jupyter")),
             None => Slot::Off(SlotOff {
@@ -61,6 +67,8 @@ impl Pod {
             runpod_pod_id: settings.runpod_pod_id.clone(),
             auth: self.auth.clone(),
             warnings,
+            import_failed: self.import_failed.clone(),
+            prompt: self.prompt,
             sync: self.sync.as_ref().map(SyncHandle::report),
         }
     }
