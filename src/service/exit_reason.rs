@@ -72,6 +72,16 @@ pub enum Termination {
     Killed { signal: i32 },
 }
 
+impl Termination {
+    /// How a process that was asked to stop ended: "by SIGTERM", "with exit code 0".
+    pub fn how(self) -> String {
+        match self {
+            Self::Exited { code } => format!("with exit code {code}"),
+            Self::Killed { signal } => format!("by {}", signal_name(signal)),
+        }
+    }
+}
+
 impl From<ExitStatus> for Termination {
     fn from(status: ExitStatus) -> Self {
         match (status.signal(), status.code()) {

@@ -185,6 +185,21 @@ impl LogBook {
         }
     }
 
+    /// The service's log files on the volume that exist, oldest first (`.3`, `.2`, `.1`, then
+    /// the current one); none when the log book keeps no files.
+    pub fn files(&self, service: &str) -> Vec<PathBuf> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        let current = dir.join(format!("{service}.log"));
+        (1..=self.limits.rotated_files)
+            .rev()
+            .map(|n| dir.join(format!("{service}.log.{n}")))
+            .chain([current])
+            .filter(|path| path.is_file())
+            .collect()
+    }
+
     /// Every line pushed from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<SharedLine> {
         self.live.subscribe()
@@ -352,7 +367,8 @@ impl Drop for EventBuffer {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.bytes);
         for line in text.lines() {
-            self.book.push(SUPERVISOR, line);
+            // `tracing` right-aligns the level (" INFO"): no leading blank in the log.
+            self.book.push(SUPERVISOR, line.trim_start());
         }
     }
 }

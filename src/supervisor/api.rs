@@ -10,10 +10,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
-use axum::http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, HOST, RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,15 +30,17 @@ use super::api_error::ApiError;
 use super::app_state::AppState;
 use super::assets;
 use super::auth;
+use super::login_limit;
 use super::outputs;
 use super::status::PublishedStatus;
 use super::usage::{self, Month};
 use crate::manifest::SyncFolderKind;
 use crate::service::clock::now_ms;
-use crate::service::logs::{LogLine, SUPERVISOR};
+use crate::service::logs::{utc_timestamp, LogLine, SUPERVISOR};
 use crate::service::state::UnixMillis;
 use crate::sync::layout::UserFolder;
 use crate::user::UserName;
+use tokio_util::io::ReaderStream;
 
 /// Request bodies are small JSON objects.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/outputs/{user}/{*path}", get(outputs::image))
         .route("/api/logs", get(logs))
         .route("/api/logs/stream", get(log_stream))
+        .route("/api/logs/download", get(log_download))
         .route("/api/health", get(health))
         .route("/api/usage", get(usage))
         .route("/api/sync", get(sync))
@@ -306,6 +310,51 @@ fn line_event(line: &LogLine) -> Event {
         .data(data)
 }
 
+#[derive(Debug, Deserialize)]
+struct DownloadQuery {
+    source: String,
+}
+
+/// A service's whole log as a file: its files on the volume, rotated ones first, streamed as
+/// they are read; the ring's lines when the pod keeps no files.
+async fn log_download(
+    State(state): State<AppState>,
+    query: Result<Query<DownloadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text(), "use ?source=comfyui"))?;
+    let Some(source) = service_name(Some(&query.source))? else {
+        return Err(ApiError::bad_request("no source", "use ?source=comfyui"));
+    };
+    let pod = &state.control.status().pod;
+    let disposition = format!("attachment; filename=\"{pod}-{source}.log\"");
+    let files = state.logs.files(source);
+    let body = if files.is_empty() {
+        let text: String = state
+            .logs
+            .after(Some(source), 0)
+            .lines
+            .iter()
+            .map(|line| format!("{} {}\n", utc_timestamp(line.time_ms), line.text))
+            .collect();
+        Body::from(text)
+    } else {
+        let opened = tokio_stream::iter(files)
+            .then(tokio::fs::File::open)
+            .filter_map(Result::ok);
+        Body::from_stream(futures_util::StreamExt::flat_map(opened, ReaderStream::new))
+    };
+    let mut response = (
+        [(CONTENT_TYPE, "text/plain; charset=utf-8".to_owned())],
+        body,
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
 /// GPU hours per user in a month (`?month=2026-05`, this month by default), across every pod.
 async fn usage(
     State(state): State<AppState>,
@@ -437,6 +486,19 @@ async fn login(
     if !state.auth.enabled() {
         return Ok(Json(json!({"ok": true, "token_required": false})).into_response());
     }
+    if let Err(wait) = state.login_limit.attempt(std::time::Instant::now()) {
+        let seconds = wait.as_secs_f64().ceil().max(1.0);
+        let mut refusal = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many login attempts",
+            format!("wait {seconds} s and try again; the pod allows {} attempts at once, then one a second", login_limit::BURST),
+        )
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            refusal.headers_mut().insert(RETRY_AFTER, value);
+        }
+        return Ok(refusal);
+    }
     if !state.auth.is_token(&body.token) {
         return Err(ApiError::unauthorized(
             "that is not the panel token",
@@ -548,6 +610,7 @@ mod tests {
             models: Models::new(&settings).unwrap(),
             sync: None,
             streams: StreamSlots::new(1, 1),
+            login_limit: Arc::default(),
         });
         Panel { router, _dir: dir }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::auth::PanelAuth;
 use super::control::Control;
+use super::login_limit::LoginLimit;
 use super::models::Models;
 use super::stream_slots::StreamSlots;
 use crate::service::logs::LogBook;
@@ -29,4 +30,6 @@ pub struct AppState {
     pub sync: Option<crate::sync::SyncHandle>,
     /// The live streams' slots.
     pub streams: StreamSlots,
+    /// Attempts left at the panel token.
+    pub login_limit: Arc<LoginLimit>,
 }

@@ -16,10 +16,12 @@ pub mod assets;
 pub mod attention;
 pub mod auth;
 pub mod control;
+pub mod generated_token;
 pub mod gpu;
 pub mod jupyter;
 pub mod launch;
 pub mod log_watch;
+pub mod login_limit;
 pub mod models;
 pub mod outputs;
 pub mod panel_server;
@@ -79,6 +81,36 @@ pub fn supervise(args: SuperviseArgs) -> Outcome {
             );
             return Outcome::Failed;
         }
+    };
+    let token = match token {
+        Some(token) => Some(token),
+        None if settings.runpod_pod_id.is_some() && !settings.stack.runtime.open_panel => {
+            match generated_token::load_or_make(&settings.podstack_dir()) {
+                Ok(stored) => {
+                    // Straight to the container log, once: never into the log files or the API.
+                    match &stored {
+                        generated_token::StoredToken::Made { token, path } => eprintln!(
+                            "[{}] this pod runs on RunPod without a panel token: generated one, stored in {} (mode 0600). Panel token: {token}",
+                            crate::service::logs::SUPERVISOR,
+                            path.display()
+                        ),
+                        generated_token::StoredToken::Read { path, .. } => eprintln!(
+                            "[{}] no panel token set: using the one generated earlier, in {}",
+                            crate::service::logs::SUPERVISOR,
+                            path.display()
+                        ),
+                    }
+                    Some(stored.token().to_owned())
+                }
+                Err(err) => {
+                    eprintln!(
+                        "error: {err}\n  hint: set {PANEL_TOKEN_ENV}, or runtime.open_panel = true to serve the panel without a token"
+                    );
+                    return Outcome::Failed;
+                }
+            }
+        }
+        None => None,
     };
     let log_dir = settings
         .podstack_dir()
@@ -217,6 +249,7 @@ async fn serve(
         models,
         sync: sync.clone(),
         streams: stream_slots::StreamSlots::default(),
+        login_limit: Arc::default(),
     });
     let (close, closing) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(panel_server::serve(

@@ -24,7 +24,11 @@ impl Pod {
         };
         let pid = process.group.leader();
         if stopping {
-            tracing::info!("{} stopped (pid {pid}, {termination:?})", name_of(kind));
+            tracing::info!(
+                "{} stopped {} (pid {pid})",
+                name_of(kind),
+                termination.how()
+            );
         } else {
             tracing::warn!("{said} (pid {pid})");
         }
