@@ -30,6 +30,7 @@ use super::api_error::ApiError;
 use super::app_state::AppState;
 use super::assets;
 use super::auth;
+use super::host;
 use super::login_limit;
 use super::outputs;
 use super::status::PublishedStatus;
@@ -79,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/login", post(login))
         .route("/api/models", get(models))
         .route("/api/models/fetch", post(fetch_models))
+        .route("/api/metrics/history", get(metrics_history))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -471,6 +473,30 @@ struct SyncView {
     now_ms: UnixMillis,
 }
 
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    since: UnixMillis,
+}
+
+/// The machine's samples of the last hour, oldest first (`?since=<ms>`: only newer ones).
+async fn metrics_history(
+    State(state): State<AppState>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(
+            rejection.body_text(),
+            "use ?since=<milliseconds since the epoch>",
+        )
+    })?;
+    Ok(Json(json!({
+        "interval_s": host::SAMPLE_EVERY.as_secs(),
+        "now_ms": now_ms(),
+        "samples": state.host.since(query.since),
+    })))
+}
+
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -519,7 +545,7 @@ async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("there is no {}", request.uri().path()),
-        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, outputs, health, usage, sync, users, login, models, models/fetch; metrics at /metrics",
+        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, logs/download, metrics/history, outputs, health, usage, sync, users, login, models, models/fetch; metrics at /metrics",
     )
 }
 
@@ -597,6 +623,7 @@ mod tests {
             },
             jupyter_token: None,
             sync: None,
+            host: Arc::default(),
         })
         .unwrap();
         tokio::spawn(orchestrator.run());
@@ -611,6 +638,7 @@ mod tests {
             sync: None,
             streams: StreamSlots::new(1, 1),
             login_limit: Arc::default(),
+            host: Arc::default(),
         });
         Panel { router, _dir: dir }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::auth::PanelAuth;
 use super::control::Control;
+use super::host::HostHistory;
 use super::login_limit::LoginLimit;
 use super::models::Models;
 use super::stream_slots::StreamSlots;
@@ -32,4 +33,6 @@ pub struct AppState {
     pub streams: StreamSlots,
     /// Attempts left at the panel token.
     pub login_limit: Arc<LoginLimit>,
+    /// The machine's samples of the last hour.
+    pub host: Arc<HostHistory>,
 }

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod control;
 pub mod generated_token;
 pub mod gpu;
+pub mod host;
 pub mod jupyter;
 pub mod launch;
 pub mod log_watch;
@@ -210,7 +211,10 @@ async fn serve(
     let auth = Arc::new(PanelAuth::new(token.as_deref(), anonymous_status));
     let settings = Arc::new(settings);
     let grace = settings.stack.runtime.stop_grace.0;
+    let host = Arc::new(host::HostHistory::default());
+    let nvidia_smi = (!gpus.gpus.is_empty()).then(|| settings.nvidia_smi.clone());
     let setup = Setup {
+        host: Arc::clone(&host),
         settings: Arc::clone(&settings),
         reaper: reaper.clone(),
         logs: Arc::clone(&logs),
@@ -231,6 +235,25 @@ async fn serve(
         }
     };
     let orchestrator = tokio::spawn(orchestrator.run());
+    let sampler = match crate::service::loopback::local_client() {
+        Ok(client) => tokio::spawn(
+            host::Sampler {
+                history: Arc::clone(&host),
+                nvidia_smi,
+                reaper: reaper.clone(),
+                proc_root: "/proc".into(),
+                volume: settings.volume.clone(),
+                control: control.clone(),
+                comfyui_port: settings.comfyui_port,
+                client,
+            }
+            .run(),
+        ),
+        Err(err) => {
+            tracing::error!("cannot set up the HTTP client for the host samples: {err}");
+            return Outcome::Failed;
+        }
+    };
     let models = match models::Models::new(&settings) {
         Ok(models) => models,
         Err(err) => {
@@ -250,6 +273,7 @@ async fn serve(
         sync: sync.clone(),
         streams: stream_slots::StreamSlots::default(),
         login_limit: Arc::default(),
+        host,
     });
     let (close, closing) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(panel_server::serve(
@@ -302,6 +326,7 @@ async fn serve(
         }
     }
     orchestrator.abort();
+    sampler.abort();
     let _ = close.send(());
     if tokio::time::timeout(SERVER_CLOSE, &mut server)
         .await

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::gpu::Gpu;
+use super::host::HostSample;
 use super::log_watch::{ImportFailure, PromptProgress};
 use crate::service::state::{ServiceState, UnixMillis};
 use crate::service::status::ServiceStatus;
@@ -49,6 +50,8 @@ pub struct Status {
     pub import_failed: Vec<ImportFailure>,
     /// The running prompt's sampler progress, from its progress bar in ComfyUI's log.
     pub prompt: Option<PromptProgress>,
+    /// The machine's newest sample (GPUs, CPU, RAM, the volume, ComfyUI's queue).
+    pub host: Option<Arc<HostSample>>,
     /// The sync service's full report, served by `GET /api/sync` (the slot in `services`
     /// has its state).
     #[serde(skip)]

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::control::{Control, Refusal, Request};
 use super::gpu::{Device, GpuProbe};
+use super::host::{HostHistory, HostSample};
 use super::jupyter::JupyterPlan;
 use super::log_watch::{ImportFailure, LogWatch, PromptProgress};
 use super::settings::Settings;
@@ -149,6 +150,8 @@ pub struct Setup {
     pub jupyter_token: Option<String>,
     /// The sync service, when the stack has `[sync]`.
     pub sync: Option<SyncHandle>,
+    /// The machine's samples, the newest of which the status shows.
+    pub host: Arc<HostHistory>,
 }
 
 /// Runs the pod's services; see the module documentation.
@@ -160,6 +163,8 @@ pub struct Orchestrator {
     status: watch::Sender<Arc<PublishedStatus>>,
     /// The sync service's reports; `None` without sync, or once the service has ended.
     sync_reports: Option<watch::Receiver<Arc<SyncReport>>>,
+    /// News of each host sample; `None` once the sampler has ended.
+    host_samples: Option<watch::Receiver<Option<Arc<HostSample>>>>,
     /// Set once shutdown began: answered when every process is gone.
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -169,6 +174,7 @@ impl Orchestrator {
     pub fn new(setup: Setup) -> Result<(Self, Control), reqwest::Error> {
         let (internal, inbox) = mpsc::unbounded_channel();
         let sync_reports = setup.sync.as_ref().map(SyncHandle::subscribe);
+        let host_samples = Some(setup.host.subscribe());
         let pod = Pod::new(setup, internal)?;
         let (requests_tx, requests) = mpsc::channel(64);
         let (status, status_rx) = watch::channel(Arc::new(PublishedStatus::new(pod.snapshot())));
@@ -180,6 +186,7 @@ impl Orchestrator {
                 requests,
                 status,
                 sync_reports,
+                host_samples,
                 shutdown: None,
             },
             control,
@@ -199,11 +206,17 @@ impl Orchestrator {
                     self.publish();
                 }
                 _ = usage_tick.tick() => self.pod.record_usage(SessionEvent::Running),
-                changed = sync_changed(&mut self.sync_reports) => match changed {
+                changed = changed(&mut self.sync_reports) => match changed {
                     Ok(()) => {
                         self.publish();
                     }
                     Err(_) => self.sync_reports = None,
+                },
+                sampled = changed(&mut self.host_samples) => match sampled {
+                    Ok(()) => {
+                        self.publish();
+                    }
+                    Err(_) => self.host_samples = None,
                 },
             }
             if self.shutdown.is_some() && self.pod.all_down() {
@@ -283,16 +296,15 @@ struct Pod {
     jupyter: Option<(Supervised, JupyterPlan)>,
     usage: Option<UsageLog>,
     sync: Option<SyncHandle>,
+    host: Arc<HostHistory>,
     generation: u64,
     internal: mpsc::UnboundedSender<Internal>,
 }
 
-/// The next report of the sync service; never, without one.
-async fn sync_changed(
-    reports: &mut Option<watch::Receiver<Arc<SyncReport>>>,
-) -> Result<(), watch::error::RecvError> {
-    match reports {
-        Some(reports) => reports.changed().await,
+/// The next news on a channel; never, without one.
+async fn changed<T>(news: &mut Option<watch::Receiver<T>>) -> Result<(), watch::error::RecvError> {
+    match news {
+        Some(news) => news.changed().await,
         None => std::future::pending().await,
     }
 }

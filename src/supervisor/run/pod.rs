@@ -32,6 +32,7 @@ impl Pod {
             auth,
             jupyter_token,
             sync,
+            host,
         } = setup;
         let device = gpus.device();
         let attention = attention::choose(
@@ -103,6 +104,7 @@ impl Pod {
             jupyter,
             usage,
             sync,
+            host,
             generation: 0,
             internal,
         })
