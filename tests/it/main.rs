@@ -9,6 +9,7 @@ mod lock;
 mod malformed;
 mod models;
 mod panel;
+mod stress;
 mod supervise;
 mod sync;
 mod verify;
