@@ -23,7 +23,9 @@ fn stream_lines(port: u16, path: &str, until: &str) -> Vec<Value> {
         }
         if let Some(data) = line.trim_end().strip_prefix("data: ") {
             if let Ok(value) = serde_json::from_str::<Value>(data) {
-                let done = value["text"].as_str().is_some_and(|text| text.contains(until));
+                let done = value["text"]
+                    .as_str()
+                    .is_some_and(|text| text.contains(until));
                 lines.push(value);
                 if done {
                     return lines;
@@ -38,12 +40,18 @@ fn a_log_stream_replays_the_ring_after_its_cursor() {
     let pod = pod().start();
     pod.start_ready("alice");
     // Every line from the ring's start: the ready line came before this stream opened.
-    let all = stream_lines(pod.panel, "/api/logs/stream?service=comfyui", "To see the GUI");
+    let all = stream_lines(
+        pod.panel,
+        "/api/logs/stream?service=comfyui",
+        "To see the GUI",
+    );
     let ring = pod.get("/api/logs?service=comfyui").json();
     assert_eq!(all[0]["cursor"], ring["lines"][0]["cursor"], "{all:?}");
     assert!(
-        all.iter()
-            .any(|line| line["text"].as_str().unwrap().starts_with("Setting output directory to:")),
+        all.iter().any(|line| line["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Setting output directory to:")),
         "{all:?}"
     );
     // From a cursor: only what came after it.
@@ -97,7 +105,9 @@ fn a_detached_process_of_a_custom_node_ends_with_the_session() {
     );
     pod.post("/api/stop", json!({}));
     pod.wait_comfyui("stopped");
-    eventually("the detached process to end", || (!alive(detached)).then_some(()));
+    eventually("the detached process to end", || {
+        (!alive(detached)).then_some(())
+    });
     assert!(
         pod.output().contains("which the service's process"),
         "{}",
@@ -109,7 +119,10 @@ fn a_detached_process_of_a_custom_node_ends_with_the_session() {
 fn a_custom_node_that_fails_to_import_is_a_warning_with_its_name() {
     let pod = pod().env("STANDIN_FAILED_NODES", "ComfyUI-Broken").start();
     let status = pod.start_ready("alice");
-    let status = if status["import_failed"].as_array().is_some_and(|a| !a.is_empty()) {
+    let status = if status["import_failed"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty())
+    {
         status
     } else {
         pod.status()
@@ -172,7 +185,10 @@ fn host_samples_carry_the_gpu_cpu_ram_and_volume() {
     assert_eq!(host["gpus"][0]["temperature_c"], 45);
     assert_eq!(host["gpus"][0]["power_w"], 120.53);
     assert!(host["ram_total_bytes"].as_u64().unwrap() > 0, "{host}");
-    assert!(host["volume"]["total_bytes"].as_u64().unwrap() > 0, "{host}");
+    assert!(
+        host["volume"]["total_bytes"].as_u64().unwrap() > 0,
+        "{host}"
+    );
     let history = pod.get("/api/metrics/history").json();
     assert_eq!(history["interval_s"], 5);
     assert_eq!(history["samples"][0]["gpus"][0]["index"], 0);
@@ -188,7 +204,11 @@ fn a_log_downloads_as_a_file() {
         reply.header("content-disposition"),
         Some("attachment; filename=\"pod-dl-comfyui.log\"")
     );
-    assert!(reply.body.contains("Z To see the GUI go to:"), "{}", reply.body);
+    assert!(
+        reply.body.contains("Z To see the GUI go to:"),
+        "{}",
+        reply.body
+    );
 }
 
 #[test]
@@ -196,13 +216,25 @@ fn login_attempts_are_limited() {
     let pod = pod().env("PODSTACK_PANEL_TOKEN", "s3cret").start();
     let mut statuses = Vec::new();
     for _ in 0..15 {
-        let reply = http(pod.panel, "POST", "/api/login", Some(r#"{"token":"guess"}"#), &[])
-            .expect("answers");
+        let reply = http(
+            pod.panel,
+            "POST",
+            "/api/login",
+            Some(r#"{"token":"guess"}"#),
+            &[],
+        )
+        .expect("answers");
         statuses.push(reply.status);
     }
     assert!(statuses.contains(&429), "{statuses:?}");
-    let refused = http(pod.panel, "POST", "/api/login", Some(r#"{"token":"guess"}"#), &[])
-        .expect("answers");
+    let refused = http(
+        pod.panel,
+        "POST",
+        "/api/login",
+        Some(r#"{"token":"guess"}"#),
+        &[],
+    )
+    .expect("answers");
     assert_eq!(refused.status, 429);
     assert!(refused.header("retry-after").is_some());
     assert_eq!(refused.json()["error"], "too many login attempts");
@@ -218,11 +250,19 @@ fn on_runpod_without_a_token_the_pod_makes_one() {
         std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    assert!(pod.output().contains(&format!("Panel token: {}", token.trim())));
+    assert!(pod
+        .output()
+        .contains(&format!("Panel token: {}", token.trim())));
     let open = http(pod.panel, "GET", "/api/status", None, &[]).expect("answers");
     assert_eq!(open.status, 401);
     let bearer = format!("bearer {}", token.trim());
-    let with = http(pod.panel, "GET", "/api/status", None, &[("Authorization", &bearer)])
-        .expect("answers");
+    let with = http(
+        pod.panel,
+        "GET",
+        "/api/status",
+        None,
+        &[("Authorization", &bearer)],
+    )
+    .expect("answers");
     assert_eq!(with.status, 200);
 }
