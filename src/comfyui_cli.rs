@@ -27,6 +27,10 @@ pub const MANAGED_FLAGS: &[(&str, &str)] = &[
         "podstack gives each pod its own temp folder",
     ),
     ("--base-directory", "podstack sets each folder on its own"),
+    (
+        "--database-url",
+        "podstack gives each user <volume>/users/<user>/comfyui.db",
+    ),
     ("--use-split-cross-attention", "set gpu.attention"),
     ("--use-quad-cross-attention", "set gpu.attention"),
     ("--use-pytorch-cross-attention", "set gpu.attention"),

@@ -25,7 +25,7 @@ impl UserName {
 
     pub fn parse(name: &str) -> Result<Self, BadUserName> {
         let refuse = |why| BadUserName {
-            name: name.to_owned(),
+            name: echo(name),
             why,
         };
         if name.is_empty() {
@@ -53,6 +53,19 @@ impl UserName {
     }
 }
 
+/// Longest part of a refused name echoed back: enough to recognise it, never a wall of text.
+const ECHOED_CHARS: usize = 40;
+
+/// `name` as an error message repeats it: its first characters and how many more there were.
+fn echo(name: &str) -> String {
+    let total = name.chars().count();
+    if total <= ECHOED_CHARS {
+        return name.to_owned();
+    }
+    let start: String = name.chars().take(ECHOED_CHARS).collect();
+    format!("{start}... ({total} characters)")
+}
+
 impl fmt::Display for UserName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -62,6 +75,18 @@ impl fmt::Display for UserName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_refused_name_is_echoed_in_short() {
+        let err = UserName::parse(&"a".repeat(10_000)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "`{}... (10000 characters)` is not a valid user name: it is longer than 32 characters",
+                "a".repeat(40)
+            )
+        );
+    }
 
     #[test]
     fn accepts_the_rule() {

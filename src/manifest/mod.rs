@@ -282,6 +282,10 @@ pub struct Runtime {
     /// Serve `/api/status` without the panel token.
     #[serde(default)]
     pub anonymous_status: bool,
+    /// Serve the panel without a token on RunPod too, where a pod without one otherwise
+    /// generates its own: anyone who reaches RunPod's public proxy can then use it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub open_panel: bool,
     #[serde(default)]
     pub memory: MemoryPolicy,
     #[serde(default)]
@@ -595,6 +599,7 @@ impl Default for Runtime {
             comfyui_port: default_comfyui_port(),
             comfyui_args: Vec::new(),
             anonymous_status: false,
+            open_panel: false,
             memory: MemoryPolicy::default(),
             restart: RestartPolicy::default(),
             stop_grace: default_stop_grace(),

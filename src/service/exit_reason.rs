@@ -28,12 +28,58 @@ pub enum KnownFailure {
     ArgumentRefused { message: String },
 }
 
+impl KnownFailure {
+    /// What it means: "port 8188 is already in use on address 0.0.0.0".
+    pub fn what(&self) -> String {
+        match self {
+            Self::PortInUse { port, address } => {
+                format!("port {port} is already in use on address {address}")
+            }
+            Self::AttentionPackageMissing { flag, package } => {
+                format!("it was started with {flag} but the {package} package is not installed")
+            }
+            Self::NoNvidiaDriver => "PyTorch found no NVIDIA driver".to_owned(),
+            Self::ArgumentRefused { message } => {
+                format!("it refused its command line: {message}")
+            }
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::PortInUse { port, .. } => {
+                format!("Stop the other program on port {port}, or set runtime.comfyui_port to a free port.")
+            }
+            Self::AttentionPackageMissing { package, .. } => format!(
+                "Rebuild the image with {package}, or set gpu.attention = \"auto\" so podstack picks an installed kernel."
+            ),
+            Self::NoNvidiaDriver => {
+                "The pod's GPU driver is not usable from PyTorch: restart the pod or pick another GPU.".to_owned()
+            }
+            Self::ArgumentRefused { .. } => {
+                "Check runtime.comfyui_args in the stack manifest.".to_owned()
+            }
+        }
+    }
+}
+
 /// How the process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Termination {
     Exited { code: i32 },
     Killed { signal: i32 },
+}
+
+impl Termination {
+    /// How a process that was asked to stop ended: "by SIGTERM", "with exit code 0".
+    pub fn how(self) -> String {
+        match self {
+            Self::Exited { code } => format!("with exit code {code}"),
+            Self::Killed { signal } => format!("by {}", signal_name(signal)),
+        }
+    }
 }
 
 impl From<ExitStatus> for Termination {
@@ -106,18 +152,7 @@ impl ExitReason {
         };
         match &self.known {
             None => ended,
-            Some(KnownFailure::PortInUse { port, address }) => {
-                format!("{ended}: port {port} is already in use on address {address}")
-            }
-            Some(KnownFailure::AttentionPackageMissing { flag, package }) => {
-                format!("{ended}: it was started with {flag} but the {package} package is not installed")
-            }
-            Some(KnownFailure::NoNvidiaDriver) => {
-                format!("{ended}: PyTorch found no NVIDIA driver")
-            }
-            Some(KnownFailure::ArgumentRefused { message }) => {
-                format!("{ended}: it refused its command line: {message}")
-            }
+            Some(known) => format!("{ended}: {}", known.what()),
         }
     }
 
@@ -126,22 +161,8 @@ impl ExitReason {
         if self.oom.is_some() {
             return "Use a smaller model or ComfyUI's --lowvram (runtime.comfyui_args), or a pod with more RAM.".to_owned();
         }
-        match &self.known {
-            Some(KnownFailure::PortInUse { port, .. }) => {
-                return format!("Stop the other program on port {port}, or set runtime.comfyui_port to a free port.");
-            }
-            Some(KnownFailure::AttentionPackageMissing { package, .. }) => {
-                return format!(
-                    "Rebuild the image with {package}, or set gpu.attention = \"auto\" so podstack picks an installed kernel."
-                );
-            }
-            Some(KnownFailure::NoNvidiaDriver) => {
-                return "The pod's GPU driver is not usable from PyTorch: restart the pod or pick another GPU.".to_owned();
-            }
-            Some(KnownFailure::ArgumentRefused { .. }) => {
-                return "Check runtime.comfyui_args in the stack manifest.".to_owned();
-            }
-            None => {}
+        if let Some(known) = &self.known {
+            return known.hint();
         }
         match self.termination {
             Termination::Killed { signal: SIGKILL } => "Something outside the service killed it: another process, or a memory limit of the pod that podstack cannot see; check the pod's memory use.".to_owned(),

@@ -2,6 +2,8 @@
 //! supervisor itself: every line one of them prints goes to a size-rotated
 //! file under `<volume>/.podstack/logs/<pod>/<service>.log`, to a bounded in-memory ring per
 //! service that the API pages through with stable cursors, and to a broadcast for live streams.
+//! A line is stored once and shared (`Arc`) by the ring, the broadcast and every reader, so a
+//! hundred live readers of a full ring cost a hundred lists of pointers, not a hundred rings.
 //!
 //! A cursor is given once, in order, across all services: a line keeps its cursor for good, so
 //! `after=<cursor>` always means "what came after that line", and a reader learns when lines it
@@ -32,13 +34,16 @@ pub struct LogLine {
     pub service: Arc<str>,
     /// Milliseconds since the Unix epoch.
     pub time_ms: u64,
-    pub text: String,
+    pub text: Box<str>,
 }
+
+/// A line as the ring, the broadcast and the readers share it.
+pub type SharedLine = Arc<LogLine>;
 
 /// Lines newer than a cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogPage {
-    pub lines: Vec<LogLine>,
+    pub lines: Vec<SharedLine>,
     /// Pass this as `after` next time.
     pub next: u64,
     /// Lines after the requested cursor fell out of the ring before they were read.
@@ -71,7 +76,7 @@ pub struct LogBook {
     limits: LogLimits,
     echo: bool,
     inner: Mutex<Inner>,
-    live: broadcast::Sender<LogLine>,
+    live: broadcast::Sender<SharedLine>,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +88,7 @@ struct Inner {
 #[derive(Debug)]
 struct ServiceLog {
     name: Arc<str>,
-    ring: VecDeque<LogLine>,
+    ring: VecDeque<SharedLine>,
     /// Cursor of the newest line evicted from the ring; 0 when none was.
     evicted_through: u64,
     file: Option<RotatingFile>,
@@ -104,7 +109,7 @@ impl LogBook {
     }
 
     /// Appends one line to `service`'s log and returns it with its cursor.
-    pub fn push(&self, service: &str, text: &str) -> LogLine {
+    pub fn push(&self, service: &str, text: &str) -> SharedLine {
         let text = truncate(text);
         let mut guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         let inner = &mut *guard;
@@ -128,12 +133,12 @@ impl LogBook {
                         .ok()
                 }),
             });
-        let line = LogLine {
+        let line = Arc::new(LogLine {
             cursor,
             service: Arc::clone(&log.name),
             time_ms: now_ms(),
-            text: text.to_owned(),
-        };
+            text: text.into(),
+        });
         if let Some(file) = &mut log.file {
             if let Err(err) = file.write_line(&utc_timestamp(line.time_ms), text) {
                 eprintln!("[{SUPERVISOR}] cannot write the {service} log file: {err}");
@@ -145,9 +150,9 @@ impl LogBook {
                 log.evicted_through = old.cursor;
             }
         }
-        log.ring.push_back(line.clone());
+        log.ring.push_back(Arc::clone(&line));
         // Sent under the lock, so live readers get lines in cursor order.
-        let _ = self.live.send(line.clone());
+        let _ = self.live.send(Arc::clone(&line));
         drop(guard);
         if self.echo {
             eprintln!("[{service}] {text}");
@@ -180,8 +185,23 @@ impl LogBook {
         }
     }
 
+    /// The service's log files on the volume that exist, oldest first (`.3`, `.2`, `.1`, then
+    /// the current one); none when the log book keeps no files.
+    pub fn files(&self, service: &str) -> Vec<PathBuf> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        let current = dir.join(format!("{service}.log"));
+        (1..=self.limits.rotated_files)
+            .rev()
+            .map(|n| dir.join(format!("{service}.log.{n}")))
+            .chain([current])
+            .filter(|path| path.is_file())
+            .collect()
+    }
+
     /// Every line pushed from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<LogLine> {
+    pub fn subscribe(&self) -> broadcast::Receiver<SharedLine> {
         self.live.subscribe()
     }
 }
@@ -193,7 +213,7 @@ pub async fn pump_lines(
     mut pipe: impl AsyncRead + Unpin,
     book: Arc<LogBook>,
     service: &'static str,
-    mut on_line: impl FnMut(LogLine),
+    mut on_line: impl FnMut(SharedLine),
 ) {
     let mut pending: Vec<u8> = Vec::new();
     let mut chunk = [0_u8; 8192];
@@ -347,7 +367,8 @@ impl Drop for EventBuffer {
     fn drop(&mut self) {
         let text = String::from_utf8_lossy(&self.bytes);
         for line in text.lines() {
-            self.book.push(SUPERVISOR, line);
+            // `tracing` right-aligns the level (" INFO"): no leading blank in the log.
+            self.book.push(SUPERVISOR, line.trim_start());
         }
     }
 }
@@ -386,10 +407,7 @@ mod tests {
         book.push("comfyui", "two");
         let page = book.after(Some("comfyui"), first.cursor);
         assert_eq!(
-            page.lines
-                .iter()
-                .map(|l| l.text.as_str())
-                .collect::<Vec<_>>(),
+            page.lines.iter().map(|l| &*l.text).collect::<Vec<_>>(),
             ["two"]
         );
         assert_eq!(page.next, 3);
@@ -448,7 +466,7 @@ mod tests {
         let input: &[u8] = b"Starting server\n\nTo see the GUI\r\n 10%\r 50%\rtail";
         let mut seen = Vec::new();
         pump_lines(input, Arc::clone(&book), "comfyui", |line| {
-            seen.push(line.text)
+            seen.push(line.text.to_string())
         })
         .await;
         assert_eq!(

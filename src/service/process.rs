@@ -1,6 +1,14 @@
 //! PID-1 duties for every supervised process, the pod's services and the sync's rclone alike:
 //! the child subreaper, the reaper that collects every exited child, services in their own
-//! process groups, and signals to whole groups.
+//! process groups, and signals to whole process trees.
+//!
+//! A process group does not hold everything a service starts: a custom node may start a helper
+//! in a session of its own (`setsid`, often after a double fork), which leaves the group and,
+//! once its parent exits, is re-parented to us with no link to the service left. So every
+//! spawned service carries a mark in its environment ([`TREE_ENV`]) that its descendants
+//! inherit, and a signal to the service goes to its group and to every process bearing its
+//! mark (found in `/proc/<pid>/environ`). Only a descendant that clears its environment
+//! escapes.
 //!
 //! Every child the supervisor starts after start-up goes through [`Reaper::spawn`]: the reaper
 //! calls `waitpid(-1)` on each SIGCHLD, hands the status of a registered pid to its owner and
@@ -11,7 +19,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::process::CommandExt as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -32,6 +42,12 @@ pub fn become_subreaper() -> nix::Result<()> {
 }
 
 type Owners = HashMap<i32, oneshot::Sender<Termination>>;
+
+/// The environment variable that marks every process of one spawned service.
+pub const TREE_ENV: &str = "PODSTACK_PROCESS_TREE";
+
+/// The number of the next spawned service's tree.
+static NEXT_TREE: AtomicU64 = AtomicU64::new(1);
 
 /// Reaps every exited child and routes the status of spawned services to their owners.
 /// `waitpid(-1)` collects the children of the whole process: start one per process, and not
@@ -110,7 +126,9 @@ impl Reaper {
 
     /// Starts `command` in a new process group with stdin closed and stdout/stderr piped.
     pub fn spawn(&self, mut command: Command) -> io::Result<Spawned> {
+        let tree = NEXT_TREE.fetch_add(1, Ordering::Relaxed);
         command
+            .env(TREE_ENV, tree_mark(tree))
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -127,7 +145,7 @@ impl Reaper {
         let stdout = ChildStdout::from_std(child.stdout.take().ok_or_else(missing)?)?;
         let stderr = ChildStderr::from_std(child.stderr.take().ok_or_else(missing)?)?;
         Ok(Spawned {
-            group: ProcessGroup(pid),
+            group: ProcessGroup { leader: pid, tree },
             stdout,
             stderr,
             exited,
@@ -205,23 +223,93 @@ fn own_children() -> Vec<i32> {
         .collect()
 }
 
-/// A service's process group; its id is the pid of the process that leads it.
+/// A service's processes: its process group, whose id is the pid of the process that leads
+/// it, and every process that bears its tree's mark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessGroup(Pid);
+pub struct ProcessGroup {
+    leader: Pid,
+    tree: u64,
+}
 
 impl ProcessGroup {
     /// The pid of the service's main process.
     pub fn leader(self) -> u32 {
-        self.0.as_raw().unsigned_abs()
+        self.leader.as_raw().unsigned_abs()
     }
 
-    /// Sends `signal` to every process in the group. A group that is already gone is fine.
+    /// Sends `signal` to every process in the group and to every process its members started
+    /// that left it. Processes that are already gone are fine.
     pub fn signal(self, signal: Signal) {
-        match killpg(self.0, signal) {
+        match killpg(self.leader, signal) {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(err) => {
                 tracing::warn!(group = self.leader(), %err, ?signal, "could not signal the group")
             }
         }
+        for pid in marked(Path::new("/proc"), &tree_mark(self.tree)) {
+            if nix::unistd::getpgid(Some(pid)).is_ok_and(|group| group == self.leader) {
+                continue;
+            }
+            tracing::info!(
+                "{} to pid {pid}, which the service's process {} started outside its group",
+                signal.as_str(),
+                self.leader()
+            );
+            match kill(pid, signal) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(err) => {
+                    tracing::warn!(%pid, %err, ?signal, "could not signal a detached process")
+                }
+            }
+        }
+    }
+}
+
+/// The mark of one tree: unique to this supervisor's run.
+fn tree_mark(tree: u64) -> String {
+    format!("{}-{tree}", std::process::id())
+}
+
+/// Every process under `proc_root` whose environment holds `TREE_ENV=<mark>`.
+fn marked(proc_root: &Path, mark: &str) -> Vec<Pid> {
+    let wanted = format!("{TREE_ENV}={mark}");
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(proc_root.join(pid.to_string()).join("environ")).is_ok_and(|environ| {
+                environ
+                    .split(|byte| *byte == 0)
+                    .any(|variable| variable == wanted.as_bytes())
+            })
+        })
+        .map(Pid::from_raw)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_processes_bearing_a_trees_mark() {
+        let proc_root = tempfile::tempdir().unwrap();
+        for (pid, environ) in [
+            ("101", "PATH=/bin\0PODSTACK_PROCESS_TREE=7-1\0"),
+            ("102", "PODSTACK_PROCESS_TREE=7-12\0"),
+            ("103", "PODSTACK_PROCESS_TREE=7-1"),
+            ("self", "PODSTACK_PROCESS_TREE=7-1\0"),
+        ] {
+            let dir = proc_root.path().join(pid);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("environ"), environ).unwrap();
+        }
+        // 104 has exited between the listing and the read: no environ.
+        std::fs::create_dir(proc_root.path().join("104")).unwrap();
+        let mut found = marked(proc_root.path(), "7-1");
+        found.sort();
+        assert_eq!(found, [Pid::from_raw(101), Pid::from_raw(103)]);
     }
 }

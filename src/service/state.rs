@@ -4,7 +4,9 @@
 //! carry out (spawn, signal, schedule a timer). Time
 //! is passed in and nothing here spawns or sleeps, so every transition is unit-tested. The
 //! restart policy lives here: exponential backoff after a failure, and a crash loop ends in
-//! `failed` with the reason instead of restarting forever (L15). The state never reads
+//! `failed` with the reason instead of restarting forever (L15): `crash_loop_failures` crashes
+//! within the window, or as many starts in a row that died before ever becoming ready, however
+//! slow each start was. Every failure state carries the service's last log lines. The state never reads
 //! "stopped" while a start or a restart is under way (L14).
 
 use std::collections::VecDeque;
@@ -44,6 +46,7 @@ pub enum ServiceState {
         attempt: u32,
         reason: String,
         hint: String,
+        last_lines: Vec<String>,
     },
     /// Given up: it could not be started, a restart cannot help, or it crashed too often.
     /// A start request tries again.
@@ -120,6 +123,8 @@ pub struct Service {
     failures: VecDeque<UnixMillis>,
     /// Failures in a row; the backoff doubles with each.
     attempt: u32,
+    /// Starts in a row that ended before the service became ready.
+    failed_starts: u32,
     ready_line_seen: bool,
     /// A start was requested while stopping: start again once it exited.
     start_after_stop: bool,
@@ -137,6 +142,7 @@ impl Service {
             state: ServiceState::Stopped,
             failures: VecDeque::new(),
             attempt: 0,
+            failed_starts: 0,
             ready_line_seen: false,
             start_after_stop: false,
             timer: 0,
@@ -157,8 +163,7 @@ impl Service {
     pub fn handle(&mut self, event: Event, now: UnixMillis) -> Vec<Action> {
         match (event, &mut self.state) {
             (Event::StartRequested, ServiceState::Stopped | ServiceState::Failed { .. }) => {
-                self.failures.clear();
-                self.attempt = 0;
+                self.clean_slate();
                 self.begin(now, LAUNCHING.0.to_owned())
             }
             (Event::StartRequested, ServiceState::BackingOff { .. }) => {
@@ -207,13 +212,13 @@ impl Service {
                 vec![Action::ProbeReadiness]
             }
             (Event::ReadyProbeOk, ServiceState::Starting { .. }) if self.ready_line_seen => {
+                self.failed_starts = 0;
                 self.state = ServiceState::Ready { since: now };
                 Vec::new()
             }
             (Event::Exited { .. }, ServiceState::Stopping { .. }) => {
                 if std::mem::take(&mut self.start_after_stop) {
-                    self.failures.clear();
-                    self.attempt = 0;
+                    self.clean_slate();
                     self.begin(now, LAUNCHING.0.to_owned())
                 } else {
                     self.state = ServiceState::Stopped;
@@ -221,6 +226,7 @@ impl Service {
                 }
             }
             (Event::Exited { reason, last_lines }, ServiceState::Starting { .. }) => {
+                self.failed_starts = self.failed_starts.saturating_add(1);
                 self.failed(now, reason, last_lines, false)
             }
             (Event::Exited { reason, last_lines }, ServiceState::Ready { since }) => {
@@ -267,6 +273,13 @@ impl Service {
         }
     }
 
+    /// Forgets past failures: a person asked for a start.
+    fn clean_slate(&mut self) {
+        self.failures.clear();
+        self.attempt = 0;
+        self.failed_starts = 0;
+    }
+
     fn begin(&mut self, now: UnixMillis, stage: String) -> Vec<Action> {
         self.ready_line_seen = false;
         self.state = ServiceState::Starting {
@@ -302,15 +315,21 @@ impl Service {
         let hint = exit.hint();
         let limit = self.restart.crash_loop_failures;
         let crash_loop = limit > 0 && self.failures.len() >= limit as usize;
-        if !exit.worth_restarting() || crash_loop {
-            let reason = if exit.worth_restarting() {
+        let start_loop = limit > 0 && self.failed_starts >= limit;
+        if !exit.worth_restarting() || crash_loop || start_loop {
+            let reason = if !exit.worth_restarting() {
+                reason
+            } else if crash_loop {
                 format!(
                     "{} crashed {} times in {window}; last: {reason}",
                     self.name,
                     self.failures.len()
                 )
             } else {
-                reason
+                format!(
+                    "{} failed to start {} times in a row, never becoming ready; last: {reason}",
+                    self.name, self.failed_starts
+                )
             };
             self.state = ServiceState::Failed {
                 since: now,
@@ -329,6 +348,7 @@ impl Service {
             attempt: self.attempt,
             reason,
             hint,
+            last_lines,
         };
         vec![Action::ScheduleRestart { after, timer }]
     }
@@ -556,6 +576,7 @@ mod tests {
                 attempt: 1,
                 reason: "ComfyUI exited with code 1".to_owned(),
                 hint: "The last log lines show the error.".to_owned(),
+                last_lines: vec!["Traceback (most recent call last):".to_owned()],
             }
         );
         assert_eq!(
@@ -664,16 +685,47 @@ mod tests {
     }
 
     #[test]
-    fn failures_outside_the_window_do_not_make_a_loop() {
+    fn crashes_after_ready_outside_the_window_do_not_make_a_loop() {
         let mut service = comfyui();
         service.handle(Event::StartRequested, 0);
         let mut now = 0;
         for _ in 0..10 {
-            let (_, timer) = restart_timer(&service.handle(exited(1), now));
+            service.handle(Event::Spawned, now);
+            service.handle(Event::ReadyLineSeen, now);
+            service.handle(Event::ReadyProbeOk, now);
             now += 60 * SECOND;
-            service.handle(Event::RestartDue(timer), now);
+            let (_, timer) = restart_timer(&service.handle(exited(1), now));
+            service.handle(Event::RestartDue(timer), now + SECOND);
         }
         assert!(matches!(service.state(), ServiceState::Starting { .. }));
+    }
+
+    #[test]
+    fn slow_starts_that_never_get_ready_end_in_failed() {
+        // Each start takes 30 s and dies: 5 of them span far more than the 2-minute window.
+        let mut service = comfyui();
+        service.handle(Event::StartRequested, 0);
+        let mut now = 0;
+        for _ in 0..4 {
+            now += 30 * SECOND;
+            let (after, timer) = restart_timer(&service.handle(exited(1), now));
+            now += millis(after);
+            service.handle(Event::RestartDue(timer), now);
+        }
+        now += 30 * SECOND;
+        assert_eq!(service.handle(exited(1), now), []);
+        match service.state() {
+            ServiceState::Failed {
+                reason, last_lines, ..
+            } => {
+                assert_eq!(
+                    reason,
+                    "ComfyUI failed to start 5 times in a row, never becoming ready; last: ComfyUI exited with code 1"
+                );
+                assert_eq!(last_lines, &["Traceback (most recent call last):"]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

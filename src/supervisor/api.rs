@@ -10,10 +10,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
-use axum::http::header::{CONTENT_TYPE, HOST, SET_COOKIE};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, HOST, RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -29,15 +30,17 @@ use super::api_error::ApiError;
 use super::app_state::AppState;
 use super::assets;
 use super::auth;
+use super::login_limit;
 use super::outputs;
-use super::status::Status;
+use super::status::PublishedStatus;
 use super::usage::{self, Month};
 use crate::manifest::SyncFolderKind;
 use crate::service::clock::now_ms;
-use crate::service::logs::{LogLine, SUPERVISOR};
+use crate::service::logs::{utc_timestamp, LogLine, SUPERVISOR};
 use crate::service::state::{ServiceState, UnixMillis};
 use crate::sync::layout::UserFolder;
 use crate::user::UserName;
+use tokio_util::io::ReaderStream;
 
 /// Request bodies are small JSON objects.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -66,6 +69,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/outputs/{user}/{*path}", get(outputs::image))
         .route("/api/logs", get(logs))
         .route("/api/logs/stream", get(log_stream))
+        .route("/api/logs/download", get(log_download))
         .route("/api/health", get(health))
         .route("/api/usage", get(usage))
         .route("/api/sync", get(sync))
@@ -77,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/models", get(models))
         .route("/api/models/fetch", post(fetch_models))
         .route("/api/fleet", get(fleet))
+        .route("/api/metrics/history", get(metrics_history))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -156,37 +161,18 @@ fn service_name(service: Option<&str>) -> Result<Option<&'static str>, ApiError>
         .transpose()
 }
 
-/// The status with the server's clock, and the links a browser follows, which depend on the
-/// host it came through.
-#[derive(Debug, Serialize)]
-struct StatusView {
-    #[serde(flatten)]
-    status: Arc<Status>,
-    now_ms: UnixMillis,
-    uptime_s: u64,
-    comfyui_url: Option<String>,
-    jupyter_url: Option<String>,
-}
-
 fn request_host(headers: &HeaderMap) -> Option<&str> {
     headers.get(HOST).and_then(|host| host.to_str().ok())
 }
 
-fn view(status: Arc<Status>, headers: &HeaderMap) -> Json<StatusView> {
-    Json(status_view(status, request_host(headers)))
-}
-
-fn status_view(status: Arc<Status>, host: Option<&str>) -> StatusView {
-    let now = now_ms();
-    StatusView {
-        now_ms: now,
-        uptime_s: status.uptime_s(now),
-        comfyui_url: status.public_url(status.comfyui_port, host),
-        jupyter_url: status
-            .jupyter_port
-            .and_then(|port| status.public_url(port, host)),
-        status,
-    }
+/// The status with the server's clock, and the links a browser follows, which depend on the
+/// host it came through.
+fn view(status: &PublishedStatus, headers: &HeaderMap) -> Response {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        status.json_at(now_ms(), request_host(headers)),
+    )
+        .into_response()
 }
 
 async fn start(
@@ -196,7 +182,7 @@ async fn start(
 ) -> Result<impl IntoResponse, ApiError> {
     let user = user_name(&body.user)?;
     let status = state.control.start(user).await?;
-    Ok((StatusCode::ACCEPTED, view(status, &headers)))
+    Ok((StatusCode::ACCEPTED, view(&status, &headers)))
 }
 
 async fn stop(
@@ -204,7 +190,7 @@ async fn stop(
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
     let status = state.control.stop().await?;
-    Ok((StatusCode::ACCEPTED, view(status, &headers)))
+    Ok((StatusCode::ACCEPTED, view(&status, &headers)))
 }
 
 async fn add_user(
@@ -214,11 +200,11 @@ async fn add_user(
 ) -> Result<impl IntoResponse, ApiError> {
     let user = user_name(&body.name)?;
     let status = state.control.add_user(user).await?;
-    Ok((StatusCode::CREATED, view(status, &headers)))
+    Ok((StatusCode::CREATED, view(&status, &headers)))
 }
 
-async fn status(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
-    view(state.control.status(), &headers)
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    view(&state.control.published(), &headers)
 }
 
 /// The status as server-sent events (`status`, the same JSON as `/api/status`): the current
@@ -227,24 +213,28 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> impl IntoR
 async fn status_stream(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let slot = state.streams.status_stream()?;
     let host = request_host(&headers).map(str::to_owned);
     let control = state.control.clone();
     let start = tokio::time::Instant::now() + STATUS_HEARTBEAT;
     let heartbeat = IntervalStream::new(tokio::time::interval_at(start, STATUS_HEARTBEAT))
-        .map(move |_| control.status());
+        .map(move |_| control.published());
     let events = WatchStream::new(state.control.watch())
         .merge(heartbeat)
-        .map(move |status| Ok(status_event(status, host.as_deref())));
-    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .map(move |status| {
+            // The slot is given back when the client leaves and the stream is dropped.
+            let _held = &slot;
+            Ok(status_event(&status, host.as_deref()))
+        });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-fn status_event(status: Arc<Status>, host: Option<&str>) -> Event {
-    let data = serde_json::to_string(&status_view(status, host)).unwrap_or_default();
+fn status_event(status: &PublishedStatus, host: Option<&str>) -> Event {
     Event::default()
         .event("status")
         .retry(STREAM_RETRY)
-        .data(data)
+        .data(status.json_at(now_ms(), host))
 }
 
 async fn health(State(state): State<AppState>) -> impl IntoResponse {
@@ -280,22 +270,39 @@ async fn log_stream(
         .get("last-event-id")
         .and_then(|value| value.to_str().ok()?.parse().ok())
         .unwrap_or(query.after);
+    let slot = state.streams.log_stream()?;
     // Subscribe before reading the ring so no line falls between the two.
     let live = BroadcastStream::new(state.logs.subscribe());
     let backlog = state.logs.after(service, after);
+    // Live lines up to the backlog's last were in the ring already: replayed, not repeated.
     let mut last = backlog.next;
-    let replay = tokio_stream::iter(backlog.lines.into_iter().map(Ok));
-    let events = replay.chain(live).filter_map(move |item| match item {
-        Ok(line) if line.cursor > last && service.is_none_or(|wanted| *line.service == *wanted) => {
-            last = line.cursor;
-            Some(Ok(line_event(&line)))
-        }
-        Ok(_) => None,
-        Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
-            .event("dropped")
-            .data(format!("{missed} lines were skipped; GET /api/logs?after={last} has what the ring still holds")))),
+    let dropped = backlog.dropped.then(|| {
+        Ok(Event::default().event("dropped").data(format!(
+            "lines after {after} fell out of the ring before this stream opened"
+        )))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let replay = tokio_stream::iter(
+        dropped
+            .into_iter()
+            .chain(backlog.lines.into_iter().map(|line| Ok(line_event(&line)))),
+    );
+    let live = live.filter_map(move |item| {
+        // The slot is given back when the client leaves and the stream is dropped.
+        let _held = &slot;
+        match item {
+            Ok(line)
+                if line.cursor > last && service.is_none_or(|wanted| *line.service == *wanted) =>
+            {
+                last = line.cursor;
+                Some(Ok(line_event(&line)))
+            }
+            Ok(_) => None,
+            Err(BroadcastStreamRecvError::Lagged(missed)) => Some(Ok(Event::default()
+                .event("dropped")
+                .data(format!("{missed} lines were skipped; GET /api/logs?after={last} has what the ring still holds")))),
+        }
+    });
+    Ok(Sse::new(replay.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 fn line_event(line: &LogLine) -> Event {
@@ -304,6 +311,51 @@ fn line_event(line: &LogLine) -> Event {
         .event("line")
         .id(line.cursor.to_string())
         .data(data)
+}
+
+#[derive(Debug, Deserialize)]
+struct DownloadQuery {
+    source: String,
+}
+
+/// A service's whole log as a file: its files on the volume, rotated ones first, streamed as
+/// they are read; the ring's lines when the pod keeps no files.
+async fn log_download(
+    State(state): State<AppState>,
+    query: Result<Query<DownloadQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text(), "use ?source=comfyui"))?;
+    let Some(source) = service_name(Some(&query.source))? else {
+        return Err(ApiError::bad_request("no source", "use ?source=comfyui"));
+    };
+    let pod = &state.control.status().pod;
+    let disposition = format!("attachment; filename=\"{pod}-{source}.log\"");
+    let files = state.logs.files(source);
+    let body = if files.is_empty() {
+        let text: String = state
+            .logs
+            .after(Some(source), 0)
+            .lines
+            .iter()
+            .map(|line| format!("{} {}\n", utc_timestamp(line.time_ms), line.text))
+            .collect();
+        Body::from(text)
+    } else {
+        let opened = tokio_stream::iter(files)
+            .then(tokio::fs::File::open)
+            .filter_map(Result::ok);
+        Body::from_stream(futures_util::StreamExt::flat_map(opened, ReaderStream::new))
+    };
+    let mut response = (
+        [(CONTENT_TYPE, "text/plain; charset=utf-8".to_owned())],
+        body,
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
 }
 
 /// GPU hours per user in a month (`?month=2026-05`, this month by default), across every pod.
@@ -445,6 +497,30 @@ struct SyncView {
     now_ms: UnixMillis,
 }
 
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    since: UnixMillis,
+}
+
+/// The machine's samples of the last hour, oldest first (`?since=<ms>`: only newer ones).
+async fn metrics_history(
+    State(state): State<AppState>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::bad_request(
+            rejection.body_text(),
+            "use ?since=<milliseconds since the epoch>",
+        )
+    })?;
+    Ok(Json(json!({
+        "interval_s": state.host.every().as_secs(),
+        "now_ms": now_ms(),
+        "samples": state.host.since(query.since),
+    })))
+}
+
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -459,6 +535,19 @@ async fn login(
 ) -> Result<Response, ApiError> {
     if !state.auth.enabled() {
         return Ok(Json(json!({"ok": true, "token_required": false})).into_response());
+    }
+    if let Err(wait) = state.login_limit.attempt(std::time::Instant::now()) {
+        let seconds = wait.as_secs_f64().ceil().max(1.0);
+        let mut refusal = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many login attempts",
+            format!("wait {seconds} s and try again; the pod allows {} attempts at once, then one a second", login_limit::BURST),
+        )
+        .into_response();
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            refusal.headers_mut().insert(RETRY_AFTER, value);
+        }
+        return Ok(refusal);
     }
     if !state.auth.is_token(&body.token) {
         return Err(ApiError::unauthorized(
@@ -488,7 +577,7 @@ async fn not_found(request: Request) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!("there is no {}", request.uri().path()),
-        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, outputs, health, usage, sync, users, login, logout, models, models/fetch; metrics at /metrics",
+        "the API is under /api: start, stop, status, status/stream, logs, logs/stream, logs/download, metrics/history, outputs, health, usage, fleet, sync, users, login, logout, models, models/fetch; metrics at /metrics",
     )
 }
 
@@ -524,6 +613,7 @@ mod tests {
     use crate::supervisor::run::{Orchestrator, Setup};
     use crate::supervisor::settings;
     use crate::supervisor::status::AuthStatus;
+    use crate::supervisor::stream_slots::StreamSlots;
 
     struct Panel {
         router: Router,
@@ -565,6 +655,7 @@ mod tests {
             },
             jupyter_token: None,
             sync: None,
+            host: Arc::default(),
         })
         .unwrap();
         tokio::spawn(orchestrator.run());
@@ -581,6 +672,9 @@ mod tests {
                 volume: settings.volume.clone(),
                 expected: None,
             }),
+            streams: StreamSlots::new(1, 1),
+            login_limit: Arc::default(),
+            host: Arc::default(),
         });
         Panel { router, _dir: dir }
     }

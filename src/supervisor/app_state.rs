@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use super::auth::PanelAuth;
 use super::control::Control;
+use super::host::HostHistory;
+use super::login_limit::LoginLimit;
 use super::models::Models;
+use super::stream_slots::StreamSlots;
 use crate::service::logs::LogBook;
 
 /// What every handler can reach.
@@ -28,4 +31,10 @@ pub struct AppState {
     pub sync: Option<crate::sync::SyncHandle>,
     /// Every pod's heartbeat on this volume.
     pub fleet: Arc<super::fleet::FleetSource>,
+    /// The live streams' slots.
+    pub streams: StreamSlots,
+    /// Attempts left at the panel token.
+    pub login_limit: Arc<LoginLimit>,
+    /// The machine's samples of the last hour.
+    pub host: Arc<HostHistory>,
 }

@@ -70,13 +70,12 @@ async fn serve(dir: &Path, name: &str) -> Result<impl IntoResponse, ApiError> {
     })?;
     let path = dir.join(name);
     let bytes = tokio::fs::read(&path).await.map_err(|err| {
+        // The pod's folders are the supervisor log's business, not a visitor's.
+        tracing::warn!("the control panel file {} cannot be read: {err}", path.display());
         ApiError::new(
             StatusCode::NOT_FOUND,
-            format!(
-                "the control panel file {} cannot be read: {err}",
-                path.display()
-            ),
-            "set PODSTACK_UI_DIR to the folder holding index.html (templates/ui in the project)",
+            format!("there is no control panel file `{name}`"),
+            "the pod's UI folder lacks it: the supervisor log says where it looked (PODSTACK_UI_DIR)",
         )
     })?;
     Ok((

@@ -113,10 +113,13 @@ impl PanelAuth {
         if !self.enabled() {
             return true;
         }
+        // The scheme is case-insensitive (RFC 9110): `bearer` is as good as `Bearer`.
         let bearer = headers
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token);
         if bearer.is_some_and(|token| self.is_token(token.trim())) {
             return true;
         }
@@ -208,6 +211,9 @@ mod tests {
         let auth = PanelAuth::new(Some("s3cret"), false);
         assert!(auth.authorized(&headers(&[("authorization", "Bearer s3cret")])));
         assert!(!auth.authorized(&headers(&[("authorization", "Bearer s3cre")])));
+        assert!(auth.authorized(&headers(&[("authorization", "bearer s3cret")])));
+        assert!(auth.authorized(&headers(&[("authorization", "BEARER s3cret")])));
+        assert!(!auth.authorized(&headers(&[("authorization", "Basic s3cret")])));
         assert!(!auth.authorized(&headers(&[])));
         let cookie = auth.login_cookie(false);
         let pair = cookie.split(';').next().unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::status::Status;
+use super::status::{PublishedStatus, Status};
 use crate::user::UserName;
 
 /// Why the orchestrator refused a request.
@@ -48,7 +48,7 @@ impl Refusal {
     }
 }
 
-pub(super) type Reply = oneshot::Sender<Result<Arc<Status>, Refusal>>;
+pub(super) type Reply = oneshot::Sender<Result<Arc<PublishedStatus>, Refusal>>;
 
 pub(super) enum Request {
     Start(UserName, Reply),
@@ -61,7 +61,7 @@ pub(super) enum Request {
 #[derive(Debug, Clone)]
 pub struct Control {
     requests: mpsc::Sender<Request>,
-    status: watch::Receiver<Arc<Status>>,
+    status: watch::Receiver<Arc<PublishedStatus>>,
 }
 
 impl fmt::Debug for Request {
@@ -78,31 +78,36 @@ impl fmt::Debug for Request {
 impl Control {
     pub(super) fn new(
         requests: mpsc::Sender<Request>,
-        status: watch::Receiver<Arc<Status>>,
+        status: watch::Receiver<Arc<PublishedStatus>>,
     ) -> Self {
         Self { requests, status }
     }
 
     /// Runs `user`'s ComfyUI, stopping another user's first. Answers at once.
-    pub async fn start(&self, user: UserName) -> Result<Arc<Status>, Refusal> {
+    pub async fn start(&self, user: UserName) -> Result<Arc<PublishedStatus>, Refusal> {
         self.ask(|reply| Request::Start(user, reply)).await
     }
 
-    pub async fn stop(&self) -> Result<Arc<Status>, Refusal> {
+    pub async fn stop(&self) -> Result<Arc<PublishedStatus>, Refusal> {
         self.ask(Request::Stop).await
     }
 
-    pub async fn add_user(&self, user: UserName) -> Result<Arc<Status>, Refusal> {
+    pub async fn add_user(&self, user: UserName) -> Result<Arc<PublishedStatus>, Refusal> {
         self.ask(|reply| Request::AddUser(user, reply)).await
     }
 
     /// The latest status.
     pub fn status(&self) -> Arc<Status> {
+        Arc::clone(&self.status.borrow().status)
+    }
+
+    /// The latest status as published, with its JSON.
+    pub fn published(&self) -> Arc<PublishedStatus> {
         Arc::clone(&self.status.borrow())
     }
 
     /// Every status from now on, starting with the current one (the panel's live stream).
-    pub fn watch(&self) -> watch::Receiver<Arc<Status>> {
+    pub fn watch(&self) -> watch::Receiver<Arc<PublishedStatus>> {
         self.status.clone()
     }
 
@@ -114,7 +119,10 @@ impl Control {
         }
     }
 
-    async fn ask(&self, request: impl FnOnce(Reply) -> Request) -> Result<Arc<Status>, Refusal> {
+    async fn ask(
+        &self,
+        request: impl FnOnce(Reply) -> Request,
+    ) -> Result<Arc<PublishedStatus>, Refusal> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(request(reply))

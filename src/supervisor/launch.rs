@@ -27,6 +27,9 @@ const CACHES: [(&str, &str); 5] = [
 /// The CUDA JIT cache's default of 256 MiB is too small for PTX compiled on a new GPU; 4 GiB
 /// is its maximum.
 const CUDA_CACHE_MAXSIZE: &str = "4294967296";
+/// ComfyUI's database in the user's folder (its default is `<ComfyUI>/user/comfyui.db`,
+/// which it cannot open once `--user-directory` points elsewhere).
+const DATABASE_FILE: &str = "comfyui.db";
 
 /// A pod's name on the shared volume (its RunPod id, or the host name): it names per-pod
 /// files and folders, so it is one safe path segment.
@@ -153,6 +156,10 @@ impl ComfyUiLaunch {
         flag("--input-directory", input.clone().into());
         flag("--user-directory", user_dir.clone().into());
         flag("--temp-directory", temp.clone().into());
+        // SQLAlchemy's URL of an absolute path: `sqlite:///` followed by `/workspace/...`.
+        let mut database = OsString::from("sqlite:///");
+        database.push(user_dir.join(DATABASE_FILE));
+        flag("--database-url", database);
         flag(
             "--extra-model-paths-config",
             absolute(plan.extra_model_paths)?.into(),
@@ -337,6 +344,8 @@ mod tests {
                 "/workspace/users/alice",
                 "--temp-directory",
                 "/workspace/.podstack/tmp/pod-a1",
+                "--database-url",
+                "sqlite:////workspace/users/alice/comfyui.db",
                 "--extra-model-paths-config",
                 "/workspace/.podstack/comfyui/pod-a1/extra_model_paths.yaml",
                 "--disable-auto-launch",
@@ -433,6 +442,7 @@ mod tests {
             "--use-sage-attention",
             "--cpu",
             "--user-directory",
+            "--database-url=sqlite:///:memory:",
         ] {
             let err = launch(
                 Path::new("/workspace"),

@@ -1,9 +1,12 @@
 //! ComfyUI's log read as events: the start-up stage and its percentage from the lines ComfyUI
-//! prints in order, the printed ready line, the attention it confirms, finished prompts (the
-//! moment for memory relief), and the lines that explain a failure (a taken port, a missing
-//! kernel package, no NVIDIA driver, a refused command line). The lines are ComfyUI 0.3.64's,
+//! prints in order, the printed ready line, the attention it confirms, custom nodes that failed
+//! to import, a running prompt's sampler progress bar, finished prompts (the moment for memory
+//! relief), and the lines that explain a failure (a taken port, a missing kernel package, no
+//! NVIDIA driver, a refused command line). The lines are ComfyUI 0.3.64's,
 //! as FACTS.md and the project's recording of a real start-up show.
 //! Readiness also needs `GET /system_stats` to answer 200; the driver checks that.
+
+use serde::Serialize;
 
 use super::attention::{confirm, ConfirmedAttention};
 use crate::manifest::MemoryPolicy;
@@ -28,6 +31,27 @@ const GOT_PROMPT: &str = "got prompt";
 const PROMPT_EXECUTED: &str = "Prompt executed in ";
 const NO_DRIVER: &str = "Found no NVIDIA driver on your system";
 const ARGPARSE_ERROR: &str = "main.py: error: ";
+/// `nodes.py`: `"{:6.1f} seconds (IMPORT FAILED): {path}"` in the import times of custom nodes.
+const IMPORT_TIME_FAILED: &str = " seconds (IMPORT FAILED): ";
+/// `nodes.py`: `"IMPORT FAILED: {node}"` for built-in extra and API nodes.
+const IMPORT_FAILED: &str = "IMPORT FAILED: ";
+
+/// A custom node ComfyUI could not import: its nodes are missing from every workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportFailure {
+    /// The node's folder (or file) name: `ComfyUI-Impact-Pack`.
+    pub node: String,
+    /// Where ComfyUI looked for it, when the log line says.
+    pub path: Option<String>,
+}
+
+/// A running prompt's sampler, from its progress bar (`10/20`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PromptProgress {
+    pub step: u32,
+    pub steps: u32,
+    pub percent: u8,
+}
 
 /// Something ComfyUI's log says.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +68,10 @@ pub enum LogEvent {
     PromptDone { seconds: Option<f64> },
     /// A line that explains why ComfyUI is about to exit.
     Failure(KnownFailure),
+    /// A custom node failed to import.
+    ImportFailed(ImportFailure),
+    /// A sampler's progress bar moved.
+    Progress(PromptProgress),
 }
 
 /// Reads one ComfyUI process's log, line by line; a new process needs a new watch.
@@ -79,6 +107,10 @@ impl LogWatch {
             events.push(LogEvent::PromptDone { seconds });
         } else if let Some(failure) = known_failure(line) {
             events.push(LogEvent::Failure(failure));
+        } else if let Some(failure) = import_failure(line) {
+            events.push(LogEvent::ImportFailed(failure));
+        } else if let Some(progress) = progress_bar(line) {
+            events.push(LogEvent::Progress(progress));
         }
         events
     }
@@ -89,6 +121,40 @@ impl LogWatch {
             events.push(LogEvent::Stage { name, percent });
         }
     }
+}
+
+fn import_failure(line: &str) -> Option<ImportFailure> {
+    if let Some((_, path)) = line.split_once(IMPORT_TIME_FAILED) {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        return Some(ImportFailure {
+            node: name.strip_suffix(".py").unwrap_or(name).to_owned(),
+            path: Some(path.to_owned()),
+        });
+    }
+    let node = line.strip_prefix(IMPORT_FAILED)?;
+    Some(ImportFailure {
+        node: node.to_owned(),
+        path: None,
+    })
+}
+
+/// tqdm's bar as samplers print it: ` 50%|█████     | 10/20 [00:05<00:05,  2.00it/s]`.
+fn progress_bar(line: &str) -> Option<PromptProgress> {
+    let mut parts = line.splitn(3, '|');
+    let percent = parts.next()?.trim().strip_suffix('%')?;
+    percent.parse::<u8>().ok()?;
+    parts.next()?;
+    let counts = parts.next()?.trim_start().split(' ').next()?;
+    let (step, steps) = counts.split_once('/')?;
+    let (step, steps): (u32, u32) = (step.parse().ok()?, steps.parse().ok()?);
+    if steps == 0 || step > steps {
+        return None;
+    }
+    Some(PromptProgress {
+        step,
+        steps,
+        percent: u8::try_from(u64::from(step) * 100 / u64::from(steps)).unwrap_or(100),
+    })
 }
 
 fn known_failure(line: &str) -> Option<KnownFailure> {
@@ -273,6 +339,61 @@ invalid prompt: {'type': 'invalid_prompt', 'message': 'Cannot execute because no
                 }),
             ]
         );
+    }
+
+    #[test]
+    fn names_custom_nodes_that_failed_to_import() {
+        // nodes.py's formats: "{:6.1f} seconds (IMPORT FAILED): {path}" and "IMPORT FAILED: {node}".
+        let mut watch = LogWatch::default();
+        assert_eq!(
+            watch.line("   0.1 seconds (IMPORT FAILED): /opt/ComfyUI/custom_nodes/ComfyUI-Broken"),
+            [LogEvent::ImportFailed(ImportFailure {
+                node: "ComfyUI-Broken".to_owned(),
+                path: Some("/opt/ComfyUI/custom_nodes/ComfyUI-Broken".to_owned()),
+            })]
+        );
+        assert_eq!(
+            watch.line("  12.3 seconds (IMPORT FAILED): /opt/ComfyUI/custom_nodes/one_file.py"),
+            [LogEvent::ImportFailed(ImportFailure {
+                node: "one_file".to_owned(),
+                path: Some("/opt/ComfyUI/custom_nodes/one_file.py".to_owned()),
+            })]
+        );
+        assert_eq!(
+            watch.line("IMPORT FAILED: nodes_canny.py"),
+            [LogEvent::ImportFailed(ImportFailure {
+                node: "nodes_canny.py".to_owned(),
+                path: None,
+            })]
+        );
+        assert_eq!(
+            watch.line("   0.0 seconds: /opt/ComfyUI/custom_nodes/websocket_image_save.py"),
+            []
+        );
+    }
+
+    #[test]
+    fn follows_a_samplers_progress_bar() {
+        let mut watch = LogWatch::default();
+        assert_eq!(
+            watch.line(" 50%|█████     | 10/20 [00:05<00:05,  2.00it/s]"),
+            [LogEvent::Progress(PromptProgress {
+                step: 10,
+                steps: 20,
+                percent: 50
+            })]
+        );
+        assert_eq!(
+            watch.line("100%|██████████| 20/20 [00:10<00:00,  2.00it/s]"),
+            [LogEvent::Progress(PromptProgress {
+                step: 20,
+                steps: 20,
+                percent: 100
+            })]
+        );
+        for noise in ["a|b|c", "50%|x| 3/0 [", "x%|y| 1/2 ["] {
+            assert_eq!(watch.line(noise), [], "{noise}");
+        }
     }
 
     #[test]

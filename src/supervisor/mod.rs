@@ -17,21 +17,25 @@ pub mod attention;
 pub mod auth;
 pub mod control;
 pub mod fleet;
+pub mod generated_token;
 pub mod gpu;
+pub mod host;
 pub mod jupyter;
 pub mod launch;
 pub mod log_watch;
+pub mod login_limit;
 pub mod models;
 pub mod outputs;
+pub mod panel_server;
 pub mod probe;
 pub mod run;
 pub mod self_check;
 pub mod settings;
 pub mod status;
+pub mod stream_slots;
 pub mod usage;
 pub mod users;
 
-use std::future::IntoFuture as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +83,36 @@ pub fn supervise(args: SuperviseArgs) -> Outcome {
             );
             return Outcome::Failed;
         }
+    };
+    let token = match token {
+        Some(token) => Some(token),
+        None if settings.runpod_pod_id.is_some() && !settings.stack.runtime.open_panel => {
+            match generated_token::load_or_make(&settings.podstack_dir()) {
+                Ok(stored) => {
+                    // Straight to the container log, once: never into the log files or the API.
+                    match &stored {
+                        generated_token::StoredToken::Made { token, path } => eprintln!(
+                            "[{}] this pod runs on RunPod without a panel token: generated one, stored in {} (mode 0600). Panel token: {token}",
+                            crate::service::logs::SUPERVISOR,
+                            path.display()
+                        ),
+                        generated_token::StoredToken::Read { path, .. } => eprintln!(
+                            "[{}] no panel token set: using the one generated earlier, in {}",
+                            crate::service::logs::SUPERVISOR,
+                            path.display()
+                        ),
+                    }
+                    Some(stored.token().to_owned())
+                }
+                Err(err) => {
+                    eprintln!(
+                        "error: {err}\n  hint: set {PANEL_TOKEN_ENV}, or runtime.open_panel = true to serve the panel without a token"
+                    );
+                    return Outcome::Failed;
+                }
+            }
+        }
+        None => None,
     };
     let log_dir = settings
         .podstack_dir()
@@ -198,7 +232,10 @@ async fn serve(
         },
         interval: settings.heartbeat_interval,
     };
+    let host = Arc::new(host::HostHistory::new(settings.host_sample_interval));
+    let nvidia_smi = (!gpus.gpus.is_empty()).then(|| settings.nvidia_smi.clone());
     let setup = Setup {
+        host: Arc::clone(&host),
         settings: Arc::clone(&settings),
         reaper: reaper.clone(),
         logs: Arc::clone(&logs),
@@ -225,6 +262,25 @@ async fn serve(
             control.status().user.clone().into_iter().collect()
         })))
     };
+    let sampler = match crate::service::loopback::local_client() {
+        Ok(client) => tokio::spawn(
+            host::Sampler {
+                history: Arc::clone(&host),
+                nvidia_smi,
+                reaper: reaper.clone(),
+                proc_root: "/proc".into(),
+                volume: settings.volume.clone(),
+                control: control.clone(),
+                comfyui_port: settings.comfyui_port,
+                client,
+            }
+            .run(),
+        ),
+        Err(err) => {
+            tracing::error!("cannot set up the HTTP client for the host samples: {err}");
+            return Outcome::Failed;
+        }
+    };
     let models = match models::Models::new(&settings) {
         Ok(models) => models,
         Err(err) => {
@@ -243,15 +299,19 @@ async fn serve(
         models,
         sync: sync.clone(),
         fleet: fleet_source,
+        streams: stream_slots::StreamSlots::default(),
+        login_limit: Arc::default(),
+        host,
     });
     let (close, closing) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = closing.await;
-            })
-            .into_future(),
-    );
+    let mut server = tokio::spawn(panel_server::serve(
+        listener,
+        app,
+        panel_server::ConnectionLimits::for_this_process(),
+        async {
+            let _ = closing.await;
+        },
+    ));
     tracing::info!("control panel listening on {}:{}", address.0, address.1);
     if let Some(user) = settings.start_user.clone() {
         if let Err(refusal) = control.start(user.clone()).await {
@@ -298,6 +358,7 @@ async fn serve(
     beats.abort();
     let _ = beats.await;
     beating.remove();
+    sampler.abort();
     let _ = close.send(());
     if tokio::time::timeout(SERVER_CLOSE, &mut server)
         .await

@@ -94,6 +94,15 @@ pub struct SuperviseArgs {
         default_value = "5s"
     )]
     pub heartbeat_interval: crate::duration::HumanDuration,
+    /// How often the GPUs, CPU, RAM, volume and ComfyUI's queue are sampled (the panel's
+    /// charts keep the last hour of samples).
+    #[arg(
+        long,
+        env = "PODSTACK_HOST_SAMPLE_INTERVAL",
+        value_name = "DURATION",
+        default_value = "5s"
+    )]
+    pub host_sample_interval: crate::duration::HumanDuration,
 }
 
 /// Where start.sh finds stack.json inside every podstack image (`resolved::paths::RUNTIME`).
@@ -126,6 +135,8 @@ pub struct Settings {
     pub rclone: PathBuf,
     /// How often the pod writes its heartbeat.
     pub heartbeat_interval: std::time::Duration,
+    /// How often the machine is sampled.
+    pub host_sample_interval: std::time::Duration,
 }
 
 /// A reason the supervisor cannot start, with what to do.
@@ -217,6 +228,7 @@ impl Settings {
             start_user,
             rclone: args.rclone,
             heartbeat_interval: args.heartbeat_interval.0,
+            host_sample_interval: args.host_sample_interval.0,
             stack,
         })
     }
@@ -281,6 +293,7 @@ pub(crate) fn for_tests(dir: &Path, edit: impl FnOnce(&mut crate::manifest::Runt
         start_user: None,
         rclone: PathBuf::from("rclone"),
         heartbeat_interval: std::time::Duration::from_secs(5),
+        host_sample_interval: super::host::SAMPLE_EVERY,
     }
 }
 

@@ -1,5 +1,7 @@
 //! The pod's status as the panel and `/api/status` show it: one snapshot the orchestrator
-//! publishes after every change, and the same figures as Prometheus text for `/metrics`.
+//! publishes after every change, serialised once as it is published ([`PublishedStatus`]: a
+//! reader adds only the clock and its links), and the same figures as Prometheus text for
+//! `/metrics`.
 //!
 //! Every service's state comes from its state machine; the page renders it and never guesses
 //! from failed polls (L17-L19). The API adds the server's clock to every answer, so a client
@@ -12,6 +14,8 @@ use serde::Serialize;
 
 use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::gpu::Gpu;
+use super::host::HostSample;
+use super::log_watch::{ImportFailure, PromptProgress};
 use crate::service::state::{ServiceState, UnixMillis};
 use crate::service::status::ServiceStatus;
 use crate::sync::SyncReport;
@@ -42,6 +46,12 @@ pub struct Status {
     pub auth: AuthStatus,
     /// Things a person should know, in plain words.
     pub warnings: Vec<String>,
+    /// Custom nodes the running ComfyUI could not import (each also a warning).
+    pub import_failed: Vec<ImportFailure>,
+    /// The running prompt's sampler progress, from its progress bar in ComfyUI's log.
+    pub prompt: Option<PromptProgress>,
+    /// The machine's newest sample (GPUs, CPU, RAM, the volume, ComfyUI's queue).
+    pub host: Option<Arc<HostSample>>,
     /// The sync service's full report, served by `GET /api/sync` (the slot in `services`
     /// has its state).
     #[serde(skip)]
@@ -114,6 +124,53 @@ pub fn public_url(
         _ => host,
     };
     Some(format!("http://{name}:{port}"))
+}
+
+/// The status as published: the snapshot and its JSON, serialised once for every reader.
+#[derive(Debug)]
+pub struct PublishedStatus {
+    pub status: Arc<Status>,
+    /// The JSON object without its closing brace: readers append their clock and links.
+    open_json: String,
+}
+
+impl PublishedStatus {
+    pub fn new(status: Status) -> Self {
+        let mut open_json = serde_json::to_string(&status).unwrap_or_else(|_| "{}".to_owned());
+        open_json.pop();
+        Self {
+            status: Arc::new(status),
+            open_json,
+        }
+    }
+
+    /// Whether `other` would answer the same JSON.
+    pub fn same_as(&self, other: &Self) -> bool {
+        self.open_json == other.open_json
+    }
+
+    /// The JSON of `/api/status` at `now`, for a browser that reached the panel at `host`:
+    /// the status, `now_ms`, `uptime_s`, and the `comfyui_url` and `jupyter_url` it can open.
+    pub fn json_at(&self, now: UnixMillis, host: Option<&str>) -> String {
+        let status = &self.status;
+        let link = |port: Option<u16>| {
+            let url = port.and_then(|port| status.public_url(port, host));
+            serde_json::to_string(&url).unwrap_or_else(|_| "null".to_owned())
+        };
+        let mut json = String::with_capacity(self.open_json.len() + 160);
+        json.push_str(&self.open_json);
+        if json.len() > 1 {
+            json.push(',');
+        }
+        let _ = write!(
+            json,
+            r#""now_ms":{now},"uptime_s":{},"comfyui_url":{},"jupyter_url":{}}}"#,
+            status.uptime_s(now),
+            link(Some(status.comfyui_port)),
+            link(status.jupyter_port),
+        );
+        json
+    }
 }
 
 /// Every state a service can be in, for one-hot metrics.
@@ -270,6 +327,7 @@ mod tests {
                 attempt: 1,
                 reason: String::new(),
                 hint: String::new(),
+                last_lines: Vec::new(),
             },
             ServiceState::Failed {
                 since: 0,

@@ -440,6 +440,9 @@ function apply(status) {
     page.optionalDue.usage = 0;
   }
   if (status.host) addHostSamples([status.host]);
+  // The running prompt's progress moves with every status, not only with each sample.
+  const samples = page.host.samples;
+  if (samples.length) renderQueue(samples[samples.length - 1].comfyui, status.prompt);
 }
 
 
@@ -1201,8 +1204,12 @@ function addHostSamples(list) {
   let added = false;
   for (const sample of list) {
     if (!sample || typeof sample.at_ms !== "number") continue;
-    if (samples.length && sample.at_ms <= samples[samples.length - 1].at_ms) continue;
-    samples.push(sample);
+    // The history usually arrives after a status already brought the newest sample: older
+    // samples go in before it, in time order, each once.
+    let at = samples.length;
+    while (at > 0 && samples[at - 1].at_ms > sample.at_ms) at--;
+    if (at > 0 && samples[at - 1].at_ms === sample.at_ms) continue;
+    samples.splice(at, 0, sample);
     added = true;
   }
   const from = serverNow() - HOUR_MS;
@@ -1298,7 +1305,7 @@ function renderHost() {
     `now ${bytesOr(latest.ram_used_bytes)} of ${bytesOr(ramTotal)}, highest ${bytesOr(peak(ram))}`));
   $("charts").replaceChildren(...figures);
   renderVolume(latest.volume);
-  renderQueue(latest.comfyui);
+  renderQueue(latest.comfyui, page.status && page.status.prompt);
 }
 
 function percentText(v) { return typeof v === "number" ? `${Math.round(v)}%` : "unknown"; }
@@ -1337,8 +1344,9 @@ function renderVolume(volume) {
   warning.hidden = !low;
 }
 
-// ComfyUI's queue and the running prompt's sampler progress.
-function renderQueue(comfy) {
+// ComfyUI's queue (from the host samples) and the running prompt's sampler progress (the
+// status's `prompt`, read from ComfyUI's log as it runs).
+function renderQueue(comfy, progress) {
   const box = $("queue");
   if (!comfy) {
     box.replaceChildren(el("p", "ComfyUI's queue shows while ComfyUI is ready.", "muted"));
@@ -1347,7 +1355,6 @@ function renderQueue(comfy) {
   const running = comfy.queue_running || 0;
   const pending = comfy.queue_pending || 0;
   const parts = [el("p", `Queue: ${running} running · ${pending} waiting`, "queue-text")];
-  const progress = comfy.progress;
   if (progress && typeof progress.steps === "number" && progress.steps > 0) {
     const percent = Math.max(0, Math.min(100, Math.round(typeof progress.percent === "number" ? progress.percent : (progress.step / progress.steps) * 100)));
     const bar = el("div", undefined, "progress");

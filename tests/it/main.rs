@@ -11,6 +11,7 @@ mod malformed;
 mod models;
 mod panel;
 mod plan;
+mod stress;
 mod supervise;
 mod sync;
 mod verify;

@@ -24,11 +24,16 @@ impl Pod {
         };
         let pid = process.group.leader();
         if stopping {
-            tracing::info!("{} stopped (pid {pid}, {termination:?})", name_of(kind));
+            tracing::info!(
+                "{} stopped {} (pid {pid})",
+                name_of(kind),
+                termination.how()
+            );
         } else {
             tracing::warn!("{said} (pid {pid})");
         }
         if kind == Kind::ComfyUi {
+            self.prompt = None;
             if let Some(user) = &process.user {
                 self.record(
                     user,

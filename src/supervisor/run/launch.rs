@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{name_of, Internal, Kind, Pod, Process};
 use crate::service::clock::now_ms;
-use crate::service::exit_reason::OomWatch;
+use crate::service::exit_reason::{KnownFailure, OomWatch};
 use crate::service::logs::pump_lines;
 use crate::service::process::Spawned;
 use crate::service::secrets::{self, Secret};
@@ -33,6 +33,7 @@ impl Pod {
                         "start it with POST /api/start {\"user\": ...}".to_owned(),
                     )
                 })?;
+                self.check_port_free()?;
                 (self.comfyui_command(&user)?, Some(user))
             }
             Kind::Jupyter => (self.jupyter_command()?, None),
@@ -46,6 +47,8 @@ impl Pod {
         let pid = spawned.group.leader();
         if kind == Kind::ComfyUi {
             self.confirmed = None;
+            self.import_failed.clear();
+            self.prompt = None;
             self.join_cgroup(pid);
         }
         let oom = OomWatch::start(Path::new("/proc"), Path::new("/sys/fs/cgroup"), pid);
@@ -73,6 +76,26 @@ impl Pod {
             probe: None,
         });
         Ok(())
+    }
+
+    /// A port another program holds fails the start at once, with the words ComfyUI's own
+    /// complaint would get, instead of a boot that dies at its end and restarts in a loop.
+    fn check_port_free(&self) -> Result<(), (String, String)> {
+        let (address, port) = (self.settings.listen, self.settings.comfyui_port);
+        match std::net::TcpListener::bind((address, port)) {
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
+                let taken = KnownFailure::PortInUse {
+                    port,
+                    address: address.to_string(),
+                };
+                Err((
+                    format!("ComfyUI cannot start: {}", taken.what()),
+                    taken.hint(),
+                ))
+            }
+            // Anything else (an address this machine lacks) is ComfyUI's to report.
+            _ => Ok(()),
+        }
     }
 
     fn comfyui_command(&self, user: &UserName) -> Result<Command, (String, String)> {
@@ -177,7 +200,7 @@ impl Pod {
                     let _ = internal.send(Internal::Line {
                         kind,
                         generation,
-                        text: line.text,
+                        line,
                     });
                 },
             ))

@@ -35,7 +35,20 @@ impl Pod {
                 LogEvent::Attention(confirmed) => self.confirm_attention(confirmed),
                 LogEvent::GuiLinePrinted => self.drive(kind, Event::ReadyLineSeen),
                 LogEvent::PromptQueued => {}
-                LogEvent::PromptDone { .. } => self.relieve_memory(),
+                LogEvent::PromptDone { .. } => {
+                    self.prompt = None;
+                    self.relieve_memory();
+                }
+                LogEvent::Progress(progress) => self.prompt = Some(progress),
+                LogEvent::ImportFailed(failure) => {
+                    tracing::warn!(
+                        "custom node {} failed to import: its nodes are missing",
+                        failure.node
+                    );
+                    if !self.import_failed.contains(&failure) {
+                        self.import_failed.push(failure);
+                    }
+                }
                 LogEvent::Failure(failure) => {
                     if let Some(process) = self.supervised(kind).process.as_mut() {
                         process.known = Some(failure);

@@ -28,14 +28,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::control::{Control, Refusal, Request};
 use super::gpu::{Device, GpuProbe};
+use super::host::{HostHistory, HostSample};
 use super::jupyter::JupyterPlan;
-use super::log_watch::LogWatch;
+use super::log_watch::{ImportFailure, LogWatch, PromptProgress};
 use super::settings::Settings;
-use super::status::{AuthStatus, Status};
+use super::status::{AuthStatus, PublishedStatus};
 use super::usage::{SessionEvent, UsageLog};
 use super::users::Roster;
 use crate::service::exit_reason::{KnownFailure, OomWatch, Termination};
-use crate::service::logs::LogBook;
+use crate::service::logs::{LogBook, SharedLine};
 use crate::service::process::{ProcessGroup, Reaper};
 use crate::service::state::{Event, Service, UnixMillis};
 use crate::service::status::ServiceStatus;
@@ -71,7 +72,7 @@ enum Internal {
     Line {
         kind: Kind,
         generation: u64,
-        text: String,
+        line: SharedLine,
     },
     Exited {
         kind: Kind,
@@ -150,6 +151,8 @@ pub struct Setup {
     pub jupyter_token: Option<String>,
     /// The sync service, when the stack has `[sync]`.
     pub sync: Option<SyncHandle>,
+    /// The machine's samples, the newest of which the status shows.
+    pub host: Arc<HostHistory>,
 }
 
 /// Runs the pod's services; see the module documentation.
@@ -158,9 +161,11 @@ pub struct Orchestrator {
     pod: Pod,
     inbox: mpsc::UnboundedReceiver<Internal>,
     requests: mpsc::Receiver<Request>,
-    status: watch::Sender<Arc<Status>>,
+    status: watch::Sender<Arc<PublishedStatus>>,
     /// The sync service's reports; `None` without sync, or once the service has ended.
     sync_reports: Option<watch::Receiver<Arc<SyncReport>>>,
+    /// News of each host sample; `None` once the sampler has ended.
+    host_samples: Option<watch::Receiver<Option<Arc<HostSample>>>>,
     /// Set once shutdown began: answered when every process is gone.
     shutdown: Option<oneshot::Sender<()>>,
 }
@@ -170,9 +175,10 @@ impl Orchestrator {
     pub fn new(setup: Setup) -> Result<(Self, Control), reqwest::Error> {
         let (internal, inbox) = mpsc::unbounded_channel();
         let sync_reports = setup.sync.as_ref().map(SyncHandle::subscribe);
+        let host_samples = Some(setup.host.subscribe());
         let pod = Pod::new(setup, internal)?;
         let (requests_tx, requests) = mpsc::channel(64);
-        let (status, status_rx) = watch::channel(Arc::new(pod.snapshot()));
+        let (status, status_rx) = watch::channel(Arc::new(PublishedStatus::new(pod.snapshot())));
         let control = Control::new(requests_tx, status_rx);
         Ok((
             Self {
@@ -181,6 +187,7 @@ impl Orchestrator {
                 requests,
                 status,
                 sync_reports,
+                host_samples,
                 shutdown: None,
             },
             control,
@@ -200,11 +207,17 @@ impl Orchestrator {
                     self.publish();
                 }
                 _ = usage_tick.tick() => self.pod.record_usage(SessionEvent::Running),
-                changed = sync_changed(&mut self.sync_reports) => match changed {
+                changed = changed(&mut self.sync_reports) => match changed {
                     Ok(()) => {
                         self.publish();
                     }
                     Err(_) => self.sync_reports = None,
+                },
+                sampled = changed(&mut self.host_samples) => match sampled {
+                    Ok(()) => {
+                        self.publish();
+                    }
+                    Err(_) => self.host_samples = None,
                 },
             }
             if self.shutdown.is_some() && self.pod.all_down() {
@@ -242,10 +255,18 @@ impl Orchestrator {
         let _ = reply.send(answer);
     }
 
-    fn publish(&mut self) -> Arc<Status> {
-        let status = Arc::new(self.pod.snapshot());
-        self.status.send_replace(Arc::clone(&status));
-        status
+    /// Publishes the status when it changed (a log line that moved nothing wakes no reader),
+    /// and returns the latest.
+    fn publish(&mut self) -> Arc<PublishedStatus> {
+        let next = PublishedStatus::new(self.pod.snapshot());
+        self.status.send_if_modified(|current| {
+            let changed = !current.same_as(&next);
+            if changed {
+                *current = Arc::new(next);
+            }
+            changed
+        });
+        Arc::clone(&self.status.borrow())
     }
 }
 
@@ -268,20 +289,23 @@ struct Pod {
     warnings: Vec<String>,
     /// Whose ComfyUI the pod should run.
     user: Option<UserName>,
+    /// Custom nodes the current ComfyUI could not import.
+    import_failed: Vec<ImportFailure>,
+    /// The running prompt's sampler progress, while a prompt runs.
+    prompt: Option<PromptProgress>,
     comfyui: Supervised,
     jupyter: Option<(Supervised, JupyterPlan)>,
     usage: Option<UsageLog>,
     sync: Option<SyncHandle>,
+    host: Arc<HostHistory>,
     generation: u64,
     internal: mpsc::UnboundedSender<Internal>,
 }
 
-/// The next report of the sync service; never, without one.
-async fn sync_changed(
-    reports: &mut Option<watch::Receiver<Arc<SyncReport>>>,
-) -> Result<(), watch::error::RecvError> {
-    match reports {
-        Some(reports) => reports.changed().await,
+/// The next news on a channel; never, without one.
+async fn changed<T>(news: &mut Option<watch::Receiver<T>>) -> Result<(), watch::error::RecvError> {
+    match news {
+        Some(news) => news.changed().await,
         None => std::future::pending().await,
     }
 }

@@ -32,6 +32,7 @@ impl Pod {
             auth,
             jupyter_token,
             sync,
+            host,
         } = setup;
         let device = gpus.device();
         let attention = attention::choose(
@@ -98,9 +99,12 @@ impl Pod {
             started_ms: now_ms(),
             warnings,
             user: None,
+            import_failed: Vec::new(),
+            prompt: None,
             jupyter,
             usage,
             sync,
+            host,
             generation: 0,
             internal,
         })
@@ -175,8 +179,8 @@ impl Pod {
             Internal::Line {
                 kind,
                 generation,
-                text,
-            } => self.on_line(kind, generation, &text),
+                line,
+            } => self.on_line(kind, generation, &line.text),
             Internal::Exited {
                 kind,
                 generation,

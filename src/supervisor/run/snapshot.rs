@@ -21,6 +21,17 @@ impl Pod {
             .and_then(|confirmed| attention::mismatch(&self.attention, confirmed));
         let mut warnings = self.warnings.clone();
         warnings.extend(mismatch.clone());
+        let host = self.host.latest();
+        warnings.extend(
+            host.as_ref()
+                .and_then(|sample| sample.volume.as_ref()?.warning()),
+        );
+        warnings.extend(self.import_failed.iter().map(|failure| {
+            format!(
+                "Custom node {} failed to import (IMPORT FAILED): its nodes are missing from every workflow; the ComfyUI log has the error",
+                failure.node
+            )
+        }));
         let jupyter = match &self.jupyter {
             Some((service, _)) => Slot::Service(service.status("/api/logs?service=jupyter")),
             None => Slot::Off(SlotOff {
@@ -70,6 +81,9 @@ impl Pod {
             runpod_pod_id: settings.runpod_pod_id.clone(),
             auth: self.auth.clone(),
             warnings,
+            import_failed: self.import_failed.clone(),
+            prompt: self.prompt,
+            host,
             sync: self.sync.as_ref().map(SyncHandle::report),
         }
     }

@@ -452,7 +452,7 @@ fn sync_states_log_tools_gpu_hours_focus_and_the_tab_title() {
 }
 
 /// An hour of samples in the shape of `GET /api/metrics/history`, one a minute, the GPU
-/// warming up; the volume nearly full; ComfyUI at step 10 of 20 with 2 prompts waiting.
+/// warming up; the volume nearly full; ComfyUI with 1 prompt running and 2 waiting.
 fn history(now: u64) -> Value {
     let samples: Vec<Value> = (0..60_u64)
         .map(|i| {
@@ -468,8 +468,7 @@ fn history(now: u64) -> Value {
                 "ram_used_bytes": 3_221_225_472_u64, "ram_total_bytes": 34_359_738_368_u64,
                 "volume": {"path": "/workspace", "used_bytes": 53_687_091_200_u64,
                            "free_bytes": 4_294_967_296_u64, "total_bytes": 57_982_058_496_u64, "low": true},
-                "comfyui": {"queue_running": 1, "queue_pending": 2,
-                            "progress": {"prompt_id": "1f0c", "step": 10, "steps": 20, "percent": 50}}
+                "comfyui": {"queue_running": 1, "queue_pending": 2}
             })
         })
         .collect();
@@ -481,7 +480,13 @@ fn the_machine_card_charts_the_gpu_cpu_ram_volume_and_queue_of_the_last_hour() {
     if !browser::available() {
         return;
     }
-    let pod = pod().start();
+    // The hour comes from the history below: the pod's own sampler would take its first
+    // sample in an hour. A prompt runs for as long as the test (its sampler stays at step 0 of 20).
+    let pod = pod()
+        .env("PODSTACK_HOST_SAMPLE_INTERVAL", "1h")
+        .env("STANDIN_PROMPT_STEPS", "20")
+        .env("STANDIN_PROMPT_SECONDS", "100000")
+        .start();
     run(async {
         let browser = Browser::start("machine").await;
         let proxy = Proxy::start(pod.panel).await;
@@ -535,8 +540,28 @@ fn the_machine_card_charts_the_gpu_cpu_ram_volume_and_queue_of_the_last_hour() {
             browser
                 .js("return document.querySelector('#queue').innerText.replace(/\\n+/g, '\\n')")
                 .await,
-            "Queue: 1 running · 2 waiting\nRunning prompt: step 10 of 20 (50%)"
+            "Queue: 1 running · 2 waiting"
         );
+        // A running prompt's progress comes from the status as ComfyUI's sampler prints it.
+        let started = http(
+            pod.panel,
+            "POST",
+            "/api/start",
+            Some(r#"{"user":"alice"}"#),
+            &[],
+        )
+        .expect("the panel answers");
+        assert_eq!(started.status, 202, "{}", started.body);
+        wait_state(&browser, "ready").await;
+        let prompt =
+            http(pod.comfyui, "POST", "/prompt", Some(PROMPT), &[]).expect("the stand-in answers");
+        assert_eq!(prompt.status, 200, "{}", prompt.body);
+        browser
+            .wait(
+                "the running prompt's progress",
+                "return document.querySelector('#queue').innerText.replace(/\\n+/g, '\\n') === 'Queue: 1 running · 2 waiting\\nRunning prompt: step 0 of 20 (0%)'",
+            )
+            .await;
         for width in [1440, 390] {
             assert_fits(&browser, width, "#host, #charts figure, #volume, #queue").await;
             browser.screenshot(&format!("{width}px")).await;
