@@ -27,6 +27,9 @@ pub struct Running {
     pub started: Instant,
     pub final_pass: bool,
     pub stats: Stats,
+    /// When its upload last moved a byte (or the pass started): a pass still for long gets
+    /// the remote probed.
+    pub progressed: Instant,
     /// Tells the pass to stop its rclone job (the lease went to another pod).
     pub stop: tokio::sync::watch::Sender<bool>,
     /// Aborted when the pass is dropped (rclone died, shutdown ran out of time).
@@ -160,6 +163,21 @@ impl FolderSync {
         }
     }
 
+    /// Shows `error` (secrets removed), seen at `now_ms`, as the folder's last error, with its
+    /// hint; whether it is new (not the error shown already).
+    pub fn show_error(&mut self, error: &str, now_ms: u64) -> bool {
+        let new = self
+            .last_error
+            .as_ref()
+            .is_none_or(|shown| shown.error != error);
+        self.last_error = Some(FolderError {
+            at_ms: now_ms,
+            error: error.to_owned(),
+            hint: trouble::hint(error).to_owned(),
+        });
+        new
+    }
+
     /// A change at `path` (anywhere in the folder) noticed at `now`.
     pub fn notice(&mut self, path: &Path, now: Instant, timing: Timing) {
         if !self.held() {
@@ -245,11 +263,7 @@ impl FolderSync {
             PassOutcome::Failed(_) => {
                 self.failures += 1;
                 self.total.failures += 1;
-                self.last_error = Some(FolderError {
-                    at_ms: now_ms,
-                    error: error_shown.to_owned(),
-                    hint: trouble::hint(error_shown).to_owned(),
-                });
+                self.show_error(error_shown, now_ms);
                 self.due = Some(now + Timing::retry_after(self.failures));
                 end.said = format!("failed: {error_shown}");
                 end.warning = Some(format!("failed: {error_shown}"));
@@ -304,7 +318,7 @@ impl FolderSync {
         kind: crate::manifest::SyncFolderKind,
         now: Instant,
     ) -> FolderReport {
-        let stats = self.running.as_ref().map(|running| running.stats);
+        let stats = self.running.as_ref().map(|running| &running.stats);
         let remaining = stats.map_or(0, |s| s.total_transfers.saturating_sub(s.transfers));
         FolderReport {
             user: user.to_owned(),

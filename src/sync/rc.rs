@@ -38,7 +38,7 @@ pub struct JobStatus {
 }
 
 /// Transfer figures of a job's stats group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     #[serde(default)]
@@ -52,6 +52,12 @@ pub struct Stats {
     /// Bytes per second, now.
     #[serde(default)]
     pub speed: f64,
+    /// Errors counted so far (a file that gave up after its retries, a failed listing).
+    #[serde(default)]
+    pub errors: u64,
+    /// The last of them, while the job goes on.
+    #[serde(default)]
+    pub last_error: String,
 }
 
 /// A job's stats group.

@@ -663,6 +663,70 @@ fn a_steady_run_uploads_each_file_once_and_never_under_its_final_name() {
     assert!(leftovers.is_empty(), "{leftovers:#?}");
 }
 
+#[test]
+fn an_outage_mid_pass_is_shown_while_the_pass_hangs_and_a_stop_does_not_wait_for_the_dead_remote() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut webdav = Server::webdav(served.path(), port);
+    // A burst of 4 MiB, then 1 MiB/s: the pass is under way for seconds; the final sync could
+    // wait ten minutes, far past the wait's deadline.
+    let mut pod = SyncPod::start(
+        webdav_remote(port)
+            .set("/sync/bwlimit", json!("1M"))
+            .set("/sync/final_sync", json!("10m")),
+    );
+    let output = pod.volume.join("output/alice");
+    for i in 0..6u8 {
+        write(
+            &output.join(format!("shot-{i}.png")),
+            &content(i, 2_000_000),
+        );
+    }
+    pod.serve("alice");
+    pod.wait_report("a pass under way", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    webdav.stop();
+    // rclone retries each call against the dead server for minutes without an error of its
+    // own: the status shows the probe's while the pass still hangs.
+    let report = pod.wait_report("the outage to be shown", |report| {
+        folder(report, "alice", "output")["last_error"]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("connection refused"))
+    });
+    let alice = folder(&report, "alice", "output");
+    assert_eq!(alice["state"], "syncing", "{alice:#}");
+    assert!(
+        alice["last_error"]["error"].as_str().is_some_and(
+            |error| error.starts_with("the remote does not answer while a pass is under way: ")
+        ),
+        "{alice:#}"
+    );
+    assert!(
+        alice["last_error"]["hint"]
+            .as_str()
+            .is_some_and(|hint| hint.contains("cannot be reached")),
+        "{alice:#}"
+    );
+    let status = pod.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "{}", pod.output());
+    let said = pod.output();
+    assert!(
+        said.contains("trying it once before the final sync")
+            && said.contains(
+                "the final sync is skipped; the changes stay on the volume for the next start"
+            ),
+        "{said}"
+    );
+    assert!(
+        said.contains("sync: final sync incomplete after")
+            && said.contains("output/alice: not run: the remote cannot be reached ("),
+        "{said}"
+    );
+    assert!(!said.contains("did not finish within 10m"), "{said}");
+}
+
 fn obscured(password: &str) -> String {
     let output = Command::new(rclone())
         .args(["obscure", password])
