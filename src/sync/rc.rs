@@ -216,6 +216,17 @@ impl RcClient {
             .map(|_| ())
     }
 
+    /// Removes the empty folders under the folder `fs`, leaving `fs` itself.
+    pub async fn remove_empty_folders(&self, fs: &str) -> Result<(), RcError> {
+        self.call::<Value>(
+            "operations/rmdirs",
+            &json!({ "fs": fs, "remote": "", "leaveRoot": true }),
+            LISTING,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Deletes the file `path` of the folder `fs`.
     pub async fn delete_file(&self, fs: &str, path: &str) -> Result<(), RcError> {
         self.call::<Value>(
@@ -228,8 +239,21 @@ impl RcClient {
     }
 
     /// How many files the remote folder `fs` (`remote:path`) holds; `None` when it does not
-    /// exist.
+    /// exist. Whether it exists is asked of the remote's top first (`operations/stat` finds no
+    /// item there instead of failing), so a folder not yet on the remote is no error in
+    /// rclone's log.
     pub async fn count_files(&self, fs: &str) -> Result<Option<u64>, RcError> {
+        let (top, path) = fs.split_once(':').unwrap_or((fs, ""));
+        let stat: Value = self
+            .call(
+                "operations/stat",
+                &json!({ "fs": format!("{top}:"), "remote": path }),
+                LISTING,
+            )
+            .await?;
+        if stat["item"].is_null() {
+            return Ok(None);
+        }
         match self
             .call::<Value>("operations/size", &json!({ "fs": fs }), LISTING)
             .await

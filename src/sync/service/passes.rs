@@ -148,6 +148,7 @@ impl Syncer {
         let (stop, stop_heard) = tokio::sync::watch::channel(false);
         let control = PassControl {
             leases: self.leases.clone(),
+            ledger: self.ledger.clone(),
             folder: folder.clone(),
             stop: stop_heard,
         };
@@ -203,6 +204,13 @@ impl Syncer {
             self.timing,
             finishing,
         );
+        // The ledger holds what the pass booked and made, even when it failed half-way.
+        match self.ledger.deletions(folder) {
+            Ok(deletions) => state.deletions = deletions,
+            Err(err) => tracing::warn!(
+                "sync: cannot read the deletions of {folder} from the sync ledger: {err}"
+            ),
+        }
         if let Some(moved) = end.moved {
             self.logs.push(LOG, &format!("{folder}: {moved}"));
         }
