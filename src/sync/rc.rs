@@ -264,3 +264,26 @@ impl RcClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_jobs_error_is_read_from_its_stats() {
+        // `core/stats` of a job's group as rclone 1.75.2 answers while a file has failed.
+        let stats: Stats = serde_json::from_value(json!({
+            "bytes": 3_560_576, "checks": 0, "deletes": 0, "errors": 1, "fatalError": false,
+            "lastError": "Put \"http://127.0.0.1:1/a.png\": dial tcp 127.0.0.1:1: connect: connection refused",
+            "retryError": true, "speed": 0.0, "totalTransfers": 8, "transfers": 1
+        }))
+        .unwrap();
+        assert_eq!(
+            (stats.errors, stats.transfers, stats.total_transfers),
+            (1, 1, 8)
+        );
+        assert!(stats.last_error.ends_with("connection refused"));
+        let quiet: Stats = serde_json::from_value(json!({"bytes": 5, "errors": 0})).unwrap();
+        assert_eq!(quiet.last_error, "");
+    }
+}
