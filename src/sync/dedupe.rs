@@ -11,25 +11,12 @@ use std::time::Duration;
 /// A folder is not deduped again this soon after its last dedupe.
 pub const AGAIN_AFTER: Duration = Duration::from_secs(600);
 
-/// rclone's log levels as they start a message (`2026/05/01 10:00:00 NOTICE: ...`).
-const LEVELS: [&str; 5] = [
-    " NOTICE: ",
-    " ERROR : ",
-    " INFO  : ",
-    " DEBUG : ",
-    " CRITICAL: ",
-];
-
 /// The object a "Duplicate object found" line names, relative to the synced folder.
 pub fn duplicate_in(line: &str) -> Option<&str> {
     let (head, _) = line
         .split_once(": Duplicate object found")
         .or_else(|| line.split_once(": Duplicate directory found"))?;
-    let object = LEVELS
-        .iter()
-        .find_map(|level| head.split_once(level).map(|(_, object)| object))
-        .unwrap_or(head);
-    Some(object)
+    Some(super::log_line::message(head))
 }
 
 /// Which of the folders that are syncing now (`key`, their local folder) the duplicate

@@ -4,12 +4,12 @@
 //! retry with backoff after a failure, a halt after a refusal, a re-run after rclone died).
 //! Pure bookkeeping: the service does the I/O.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::budget::Deletions;
 use super::guard::REFUSAL_HINT;
 use super::lease::Claim;
 use super::pass::{PassFigures, PassOutcome};
@@ -27,6 +27,9 @@ pub struct Running {
     pub started: Instant,
     pub final_pass: bool,
     pub stats: Stats,
+    /// When its upload last moved a byte (or the pass started): a pass still for long gets
+    /// the remote probed.
+    pub progressed: Instant,
     /// Tells the pass to stop its rclone job (the lease went to another pod).
     pub stop: tokio::sync::watch::Sender<bool>,
     /// Aborted when the pass is dropped (rclone died, shutdown ran out of time).
@@ -69,8 +72,8 @@ pub struct FolderSync {
     pub dedupe: Option<DedupeNote>,
     /// How its final pass ended, once shutdown began.
     pub final_outcome: Option<String>,
-    /// When each deletion of the current window happened (Unix ms), oldest first.
-    pub deletions: VecDeque<u64>,
+    /// The deletions of the current window, as the ledger on the volume keeps them.
+    pub deletions: Deletions,
     /// Deletions held by the last pass: the budget was spent.
     pub deletions_held: u64,
     /// Deletions a person released beyond the budget, not yet made.
@@ -104,7 +107,7 @@ impl FolderSync {
             last_dedupe: None,
             dedupe: None,
             final_outcome: None,
-            deletions: VecDeque::new(),
+            deletions: Deletions::default(),
             deletions_held: 0,
             released: 0,
         };
@@ -133,16 +136,7 @@ impl FolderSync {
     /// How many files the next pass may delete: `max_delete` less the deletions within
     /// `window` before `now_ms`, plus what a person released.
     pub fn delete_budget(&mut self, now_ms: u64, window: Duration, max_delete: u32) -> u64 {
-        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-        while self
-            .deletions
-            .front()
-            .is_some_and(|&at| at.saturating_add(window_ms) <= now_ms)
-        {
-            self.deletions.pop_front();
-        }
-        let spent = u64::try_from(self.deletions.len()).unwrap_or(u64::MAX);
-        u64::from(max_delete).saturating_sub(spent) + self.released
+        self.deletions.left(now_ms, window, max_delete) + self.released
     }
 
     /// A person lets the held deletions go ahead; how many.
@@ -158,6 +152,21 @@ impl FolderSync {
         if self.held() && self.running.is_none() {
             self.due = Some(self.due.map_or(at, |due| due.min(at)));
         }
+    }
+
+    /// Shows `error` (secrets removed), seen at `now_ms`, as the folder's last error, with its
+    /// hint; whether it is new (not the error shown already).
+    pub fn show_error(&mut self, error: &str, now_ms: u64) -> bool {
+        let new = self
+            .last_error
+            .as_ref()
+            .is_none_or(|shown| shown.error != error);
+        self.last_error = Some(FolderError {
+            at_ms: now_ms,
+            error: error.to_owned(),
+            hint: trouble::hint(error).to_owned(),
+        });
+        new
     }
 
     /// A change at `path` (anywhere in the folder) noticed at `now`.
@@ -199,8 +208,7 @@ impl FolderSync {
                     self.total.files += figures.files;
                     self.total.bytes += figures.bytes;
                     self.total.deleted += figures.deleted;
-                    let deleted = usize::try_from(figures.deleted).unwrap_or(usize::MAX);
-                    self.deletions.extend(std::iter::repeat_n(now_ms, deleted));
+                    self.deletions.book(now_ms, figures.deleted);
                     self.released = self.released.saturating_sub(figures.deleted);
                     self.deletions_held = figures.held;
                     if figures.held > 0 {
@@ -245,11 +253,7 @@ impl FolderSync {
             PassOutcome::Failed(_) => {
                 self.failures += 1;
                 self.total.failures += 1;
-                self.last_error = Some(FolderError {
-                    at_ms: now_ms,
-                    error: error_shown.to_owned(),
-                    hint: trouble::hint(error_shown).to_owned(),
-                });
+                self.show_error(error_shown, now_ms);
                 self.due = Some(now + Timing::retry_after(self.failures));
                 end.said = format!("failed: {error_shown}");
                 end.warning = Some(format!("failed: {error_shown}"));
@@ -304,7 +308,7 @@ impl FolderSync {
         kind: crate::manifest::SyncFolderKind,
         now: Instant,
     ) -> FolderReport {
-        let stats = self.running.as_ref().map(|running| running.stats);
+        let stats = self.running.as_ref().map(|running| &running.stats);
         let remaining = stats.map_or(0, |s| s.total_transfers.saturating_sub(s.transfers));
         FolderReport {
             user: user.to_owned(),
@@ -331,7 +335,7 @@ impl FolderSync {
             last_error: self.last_error.clone(),
             dedupe: self.dedupe.clone(),
             deletions_held: self.deletions_held,
-            deleted_in_window: u64::try_from(self.deletions.len()).unwrap_or(u64::MAX),
+            deleted_in_window: self.deletions.count(),
         }
     }
 }

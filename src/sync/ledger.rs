@@ -5,6 +5,8 @@
 //! pod starts syncing the folder and after each pass that succeeded, as a new file renamed over
 //! the old one (crash-safe: a reader sees the old record or the new one). At start, every folder
 //! in the ledger with a file or folder changed after `synced_ms` is synced again, served or not.
+//! The entry also keeps the folder's deletions within the window (`deletions`, see `budget`),
+//! booked before a pass deletes and settled after, so a restart does not renew the budget.
 
 use std::fs;
 use std::io::{self, Write as _};
@@ -13,14 +15,17 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
+use super::budget::Deletions;
 use super::layout::UserFolder;
 use crate::manifest::SyncFolderKind;
 use crate::user::UserName;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     pod: String,
     synced_ms: u64,
+    #[serde(default)]
+    deletions: Deletions,
 }
 
 /// The ledger under `<vol>/.podstack/sync`.
@@ -44,21 +49,41 @@ impl Ledger {
             .join(format!("{}.json", folder.user))
     }
 
-    /// The folder's changes up to `synced_ms` are on the remote.
-    pub fn record(&self, folder: &UserFolder, synced_ms: u64) -> io::Result<()> {
+    /// The folder's entry; `None` when it has none (or it cannot be read).
+    fn read(&self, folder: &UserFolder) -> io::Result<Option<Entry>> {
+        match fs::read(self.path(folder)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(io::Error::other),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Writes the folder's entry as a new file renamed over the old one.
+    fn write(&self, folder: &UserFolder, entry: &Entry) -> io::Result<()> {
         let path = self.path(folder);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent)?;
         }
-        let entry = Entry {
-            pod: self.pod.clone(),
-            synced_ms,
-        };
         let fresh = path.with_extension(format!("{}.tmp", self.pod));
         let mut file = fs::File::create(&fresh)?;
-        file.write_all(&serde_json::to_vec(&entry).map_err(io::Error::other)?)?;
+        file.write_all(&serde_json::to_vec(entry).map_err(io::Error::other)?)?;
         file.sync_all()?;
         fs::rename(&fresh, &path)
+    }
+
+    /// Changes the folder's entry (a fresh one when it has none, or an unreadable one).
+    fn update(&self, folder: &UserFolder, change: impl FnOnce(&mut Entry)) -> io::Result<()> {
+        let mut entry = self.read(folder).ok().flatten().unwrap_or_default();
+        entry.pod.clone_from(&self.pod);
+        change(&mut entry);
+        self.write(folder, &entry)
+    }
+
+    /// The folder's changes up to `synced_ms` are on the remote.
+    pub fn record(&self, folder: &UserFolder, synced_ms: u64) -> io::Result<()> {
+        self.update(folder, |entry| entry.synced_ms = synced_ms)
     }
 
     /// The folder joins the ledger when this pod starts syncing it; an existing record stays.
@@ -70,10 +95,24 @@ impl Ledger {
     }
 
     fn synced_ms(&self, folder: &UserFolder) -> Option<u64> {
-        let bytes = fs::read(self.path(folder)).ok()?;
-        serde_json::from_slice::<Entry>(&bytes)
+        self.read(folder)
             .ok()
+            .flatten()
             .map(|entry| entry.synced_ms)
+    }
+
+    /// The folder's deletions within the window, as last written.
+    pub fn deletions(&self, folder: &UserFolder) -> io::Result<Deletions> {
+        Ok(self.read(folder)?.unwrap_or_default().deletions)
+    }
+
+    /// Changes the folder's deletions (books or settles a batch).
+    pub fn update_deletions(
+        &self,
+        folder: &UserFolder,
+        change: impl FnOnce(&mut Deletions),
+    ) -> io::Result<()> {
+        self.update(folder, |entry| change(&mut entry.deletions))
     }
 
     /// Every folder in the ledger with when it was last synced; unreadable entries count as
@@ -147,6 +186,28 @@ mod tests {
         assert_eq!(
             ledger.entries(),
             [(output("alice"), 0), (output("bob"), 1234)]
+        );
+    }
+
+    #[test]
+    fn deletions_and_the_last_pass_are_kept_side_by_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new(dir.path().to_owned(), "pod-a");
+        ledger
+            .update_deletions(&output("alice"), |d| d.book(500, 7))
+            .unwrap();
+        ledger.record(&output("alice"), 1234).unwrap();
+        // Another supervisor on the volume (a restart) reads what the first one wrote.
+        let restarted = Ledger::new(dir.path().to_owned(), "pod-a");
+        let mut deletions = restarted.deletions(&output("alice")).unwrap();
+        assert_eq!(
+            deletions.left(600, std::time::Duration::from_secs(60), 10),
+            3
+        );
+        assert_eq!(restarted.entries(), [(output("alice"), 1234)]);
+        assert_eq!(
+            restarted.deletions(&output("bob")).unwrap(),
+            Deletions::default()
         );
     }
 

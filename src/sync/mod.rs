@@ -4,10 +4,13 @@
 //! state machine as ComfyUI (`crate::service`, driven from `service`), one pass per folder
 //! (`pass`, its bookkeeping in `folder`) triggered by file events (`trigger`)
 //! on a schedule that respects `min_age` (`schedule`), with a dated trash, an empty-source
-//! guard (`guard`), a delete limit and dedupe on duplicates (`dedupe`). The remote comes from
-//! the manifest plus secrets from the environment (`remote`, `redact`), with Google Drive's
-//! Shared Drive rules (`drive`, `shared_drive`). `GET /api/sync` and `/metrics` show it (`report`).
+//! guard (`guard`), a deletion budget kept on the volume (`budget`), dedupe on duplicates
+//! (`dedupe`), and a quick probe of a remote that stopped answering (`probe`). The remote
+//! comes from the manifest plus secrets from the environment (`remote`, `redact`), with Google
+//! Drive's Shared Drive rules (`drive`, `shared_drive`). `GET /api/sync` and `/metrics` show
+//! it (`report`).
 
+pub mod budget;
 pub mod dedupe;
 pub mod drive;
 pub mod error;
@@ -16,8 +19,10 @@ pub mod guard;
 pub mod layout;
 pub mod lease;
 pub mod ledger;
+pub mod log_line;
 pub mod once;
 pub mod pass;
+pub mod probe;
 pub mod rc;
 pub mod rcd;
 pub mod redact;

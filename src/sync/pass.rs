@@ -10,8 +10,9 @@
 //!    dated trash in a mirror). An upload cut short stays in the upload place, which the next
 //!    pass empties first.
 //! 3. deletions (mirror only): the files on the remote that are no longer on the volume (and
-//!    not excluded) go to the trash or are deleted, at most `max_delete` in a pass, and only
-//!    after the first two steps succeeded.
+//!    not excluded) go to the trash or are deleted, within the folder's deletion budget (booked
+//!    in the ledger first, see `budget`), and only after the first two steps succeeded; then
+//!    the folders they left empty are removed (never the user's folder itself).
 //!
 //! Each pass uploads into its own folder of the upload place, named by the lease's fencing
 //! token, and checks before steps 2 and 3 that the lease still holds that token: a pod that
@@ -32,9 +33,11 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::budget::Deletions;
 use super::guard::{self, Source};
 use super::layout::{self, UserFolder, EXCLUDES};
 use super::lease::Leases;
+use super::ledger::Ledger;
 use super::rc::{RcClient, RcError, Stats};
 use crate::manifest::{Sync, SyncMode};
 
@@ -111,10 +114,14 @@ impl PassPlan {
         json!({
             "srcFs": self.local.display().to_string(),
             "dstFs": self.upload_dir(),
+            // A folder whose files are all in the final folder already is not made in the
+            // upload place, so rclone (1.66 and later) must not set its time there: it would
+            // fail the pass on every folder whose time changed (a file deleted in it).
             "_config": {
                 "Transfers": self.transfers,
                 "Checkers": self.checkers,
                 "CompareDest": [self.remote],
+                "NoUpdateDirModTime": true,
             },
             "_filter": filter,
         })
@@ -169,10 +176,12 @@ pub enum PassOutcome {
     Stopped(String),
 }
 
-/// What a pass checks before it changes the final folder, and hears when told to stop.
+/// What a pass checks before it changes the final folder, where it books its deletions, and
+/// what it hears when told to stop.
 #[derive(Debug)]
 pub struct PassControl {
     pub leases: Leases,
+    pub ledger: Ledger,
     pub folder: UserFolder,
     /// Turns `true` when the pass must stop.
     pub stop: watch::Receiver<bool>,
@@ -199,6 +208,19 @@ impl PassControl {
                 self.folder
             )))
         }
+    }
+}
+
+impl PassControl {
+    /// Changes the folder's deletions in the ledger on the volume.
+    async fn book(
+        &self,
+        change: impl FnOnce(&mut Deletions) + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (ledger, folder) = (self.ledger.clone(), self.folder.clone());
+        tokio::task::spawn_blocking(move || ledger.update_deletions(&folder, change))
+            .await
+            .map_err(std::io::Error::other)?
     }
 }
 
@@ -275,7 +297,7 @@ async fn steps(
     let (deleted, held) = match plan.mode {
         SyncMode::Mirror => {
             control.still_mine(plan.token).await?;
-            delete_extraneous(client, plan, &control.stop).await?
+            delete_extraneous(client, plan, control).await?
         }
         SyncMode::Copy => (0, 0),
     };
@@ -333,11 +355,12 @@ async fn follow(
 }
 
 /// The mirror's deletions: the remote's files that the volume no longer has, to the trash
-/// (or deleted without one), as many as the budget allows; how many went and how many are held.
+/// (or deleted without one), as many as the budget allows, booked in the ledger before they
+/// are made; then the folders they left empty; how many went and how many are held.
 async fn delete_extraneous(
     client: &RcClient,
     plan: &PassPlan,
-    stop: &watch::Receiver<bool>,
+    control: &PassControl,
 ) -> Result<(u64, u64), PassOutcome> {
     // The folder exists after a pass, and making it keeps rclone's log free of a "directory
     // not found" error for a folder not yet on the remote.
@@ -355,8 +378,45 @@ async fn delete_extraneous(
         })?;
     let doomed = extraneous(on_remote, &on_volume);
     let allowed = usize::try_from(plan.delete_budget).unwrap_or(usize::MAX);
+    let batch = doomed.len().min(allowed);
+    let held = u64::try_from(doomed.len() - batch).unwrap_or(u64::MAX);
+    if batch == 0 {
+        return Ok((0, held));
+    }
+    let booked = u64::try_from(batch).unwrap_or(u64::MAX);
+    let at_ms = crate::service::clock::now_ms();
+    control
+        .book(move |deletions| deletions.book(at_ms, booked))
+        .await
+        .map_err(|err| {
+            PassOutcome::Failed(format!(
+                "cannot book {booked} deletion(s) in the sync ledger, so none was made: {err}"
+            ))
+        })?;
     let mut deleted = 0;
-    for path in doomed.iter().take(allowed) {
+    let made = delete_files(client, plan, &control.stop, &doomed[..batch], &mut deleted).await;
+    if let Err(err) = control
+        .book(move |deletions| deletions.settle(at_ms, deleted))
+        .await
+    {
+        // The booking stands: the budget counts every deletion booked, made or not.
+        tracing::warn!("sync: cannot settle the deletions booked in the sync ledger: {err}");
+    }
+    made?;
+    // What the deletions left empty goes too; the user's folder itself stays.
+    client.remove_empty_folders(&plan.remote).await?;
+    Ok((deleted, held))
+}
+
+/// Deletes `paths` of the final folder (to the trash when it is on), counting into `deleted`.
+async fn delete_files(
+    client: &RcClient,
+    plan: &PassPlan,
+    stop: &watch::Receiver<bool>,
+    paths: &[String],
+    deleted: &mut u64,
+) -> Result<(), PassOutcome> {
+    for path in paths {
         if *stop.borrow() {
             return Err(PassOutcome::Stopped(
                 "stopped: the lease went to another pod".to_owned(),
@@ -366,10 +426,9 @@ async fn delete_extraneous(
             Some(trash) => client.move_file(&plan.remote, trash, path).await?,
             None => client.delete_file(&plan.remote, path).await?,
         }
-        deleted += 1;
+        *deleted += 1;
     }
-    let held = u64::try_from(doomed.len().saturating_sub(allowed)).unwrap_or(u64::MAX);
-    Ok((deleted, held))
+    Ok(())
 }
 
 /// The remote paths without a file on the volume, excluded ones aside (never uploaded, so
@@ -467,7 +526,8 @@ min_age = "10s"
                 "_config": {
                     "Transfers": 6,
                     "Checkers": 12,
-                    "CompareDest": ["gdrive:Out/output/alice"]
+                    "CompareDest": ["gdrive:Out/output/alice"],
+                    "NoUpdateDirModTime": true
                 },
                 "_filter": {"ExcludeRule": ["*.tmp", "*.partial", "/temp/**"], "MinAge": "10s"}
             })

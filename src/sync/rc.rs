@@ -38,7 +38,7 @@ pub struct JobStatus {
 }
 
 /// Transfer figures of a job's stats group.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Stats {
     #[serde(default)]
@@ -52,6 +52,12 @@ pub struct Stats {
     /// Bytes per second, now.
     #[serde(default)]
     pub speed: f64,
+    /// Errors counted so far (a file that gave up after its retries, a failed listing).
+    #[serde(default)]
+    pub errors: u64,
+    /// The last of them, while the job goes on.
+    #[serde(default)]
+    pub last_error: String,
 }
 
 /// A job's stats group.
@@ -210,6 +216,17 @@ impl RcClient {
             .map(|_| ())
     }
 
+    /// Removes the empty folders under the folder `fs`, leaving `fs` itself.
+    pub async fn remove_empty_folders(&self, fs: &str) -> Result<(), RcError> {
+        self.call::<Value>(
+            "operations/rmdirs",
+            &json!({ "fs": fs, "remote": "", "leaveRoot": true }),
+            LISTING,
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Deletes the file `path` of the folder `fs`.
     pub async fn delete_file(&self, fs: &str, path: &str) -> Result<(), RcError> {
         self.call::<Value>(
@@ -222,8 +239,21 @@ impl RcClient {
     }
 
     /// How many files the remote folder `fs` (`remote:path`) holds; `None` when it does not
-    /// exist.
+    /// exist. Whether it exists is asked of the remote's top first (`operations/stat` finds no
+    /// item there instead of failing), so a folder not yet on the remote is no error in
+    /// rclone's log.
     pub async fn count_files(&self, fs: &str) -> Result<Option<u64>, RcError> {
+        let (top, path) = fs.split_once(':').unwrap_or((fs, ""));
+        let stat: Value = self
+            .call(
+                "operations/stat",
+                &json!({ "fs": format!("{top}:"), "remote": path }),
+                LISTING,
+            )
+            .await?;
+        if stat["item"].is_null() {
+            return Ok(None);
+        }
         match self
             .call::<Value>("operations/size", &json!({ "fs": fs }), LISTING)
             .await
@@ -232,5 +262,28 @@ impl RcClient {
             Err(RcError::Refused { status: 404, .. }) => Ok(None),
             Err(err) => Err(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_jobs_error_is_read_from_its_stats() {
+        // `core/stats` of a job's group as rclone 1.75.2 answers while a file has failed.
+        let stats: Stats = serde_json::from_value(json!({
+            "bytes": 3_560_576, "checks": 0, "deletes": 0, "errors": 1, "fatalError": false,
+            "lastError": "Put \"http://127.0.0.1:1/a.png\": dial tcp 127.0.0.1:1: connect: connection refused",
+            "retryError": true, "speed": 0.0, "totalTransfers": 8, "transfers": 1
+        }))
+        .unwrap();
+        assert_eq!(
+            (stats.errors, stats.transfers, stats.total_transfers),
+            (1, 1, 8)
+        );
+        assert!(stats.last_error.ends_with("connection refused"));
+        let quiet: Stats = serde_json::from_value(json!({"bytes": 5, "errors": 0})).unwrap();
+        assert_eq!(quiet.last_error, "");
     }
 }

@@ -12,13 +12,7 @@ pub fn hint(error: &str) -> &'static str {
         "rclone could not delete a file on the remote (the mirror's deletions stay within sync.max_delete per sync.delete_window); check that the account may delete in <root>"
     } else if has("duplicate object") {
         "two copies of a file exist on the remote; podstack runs `rclone dedupe --dedupe-mode newest` on the folder"
-    } else if has("connection refused")
-        || has("no such host")
-        || has("timeout")
-        || has("connection reset")
-        || has("eof")
-        || has("network is unreachable")
-    {
+    } else if unreachable(error) {
         "the remote cannot be reached; podstack retries with a backoff, and nothing on the volume is lost meanwhile"
     } else if has("401")
         || has("403")
@@ -35,6 +29,22 @@ pub fn hint(error: &str) -> &'static str {
     } else {
         "the sync log (GET /api/logs?service=sync) has rclone's own lines about it"
     }
+}
+
+/// Whether rclone's error `error` says the remote cannot be reached (as opposed to a remote
+/// that answered and refused).
+pub fn unreachable(error: &str) -> bool {
+    let lower = error.to_ascii_lowercase();
+    [
+        "connection refused",
+        "no such host",
+        "timeout",
+        "connection reset",
+        "eof",
+        "network is unreachable",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
 }
 
 #[cfg(test)]

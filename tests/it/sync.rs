@@ -15,8 +15,11 @@ use crate::support::pod::{pod, Pod, PodBuilder};
 use crate::support::wait::{alive, eventually};
 use crate::support::{rclone, repo};
 
-/// A password for the WebDAV remote; rclone gets it obscured, as RUNPOD_SECRET_RCLONE_PASS.
+/// A password for the WebDAV and SFTP remotes; rclone gets it obscured, as
+/// RUNPOD_SECRET_RCLONE_PASS. The S3 remote's secret key.
 const DAV_PASSWORD: &str = "correct-horse-battery-staple";
+/// The S3 remote's access key.
+const S3_ACCESS_KEY: &str = "podstack-studio";
 
 /// A `[sync]` section syncing to `options`' remote: output mirrored, input copied,
 /// workflows mirrored, quick timing for tests.
@@ -506,11 +509,26 @@ impl Server {
         Self::spawn("sftp", dir, port, tempfile::tempdir().expect("temp dir"))
     }
 
+    /// `rclone serve s3` of `dir`: its top folders are the buckets.
+    fn s3(dir: &Path, port: u16) -> Self {
+        Self::spawn("s3", dir, port, tempfile::tempdir().expect("temp dir"))
+    }
+
     fn spawn(protocol: &'static str, dir: &Path, port: u16, log: tempfile::TempDir) -> Self {
+        let login = match protocol {
+            "s3" => vec![
+                "--auth-key".to_owned(),
+                format!("{S3_ACCESS_KEY},{DAV_PASSWORD}"),
+            ],
+            _ => ["--user", "podstack", "--pass", DAV_PASSWORD]
+                .map(str::to_owned)
+                .to_vec(),
+        };
         let child = Command::new(rclone())
             .args(["serve", protocol, &dir.display().to_string()])
             .args(["--addr", &format!("127.0.0.1:{port}")])
-            .args(["--user", "podstack", "--pass", DAV_PASSWORD, "--config", ""])
+            .args(login)
+            .args(["--config", ""])
             .args([
                 "-v",
                 "--log-file",
@@ -590,6 +608,83 @@ fn sftp_remote(port: u16) -> PodBuilder {
         .env("RUNPOD_SECRET_RCLONE_PASS", &obscured(DAV_PASSWORD))
 }
 
+/// A pod syncing to `rclone serve s3` on `port`, into the bucket `studio` (a bucket's name is
+/// lower case): the remote's root is `studio/ComfyUI`.
+fn s3_remote(port: u16) -> PodBuilder {
+    pod()
+        .set(
+            "/sync",
+            sync_section(
+                "bucket",
+                "s3",
+                json!({"provider": "Rclone", "endpoint": format!("http://127.0.0.1:{port}"), "force_path_style": "true"}),
+            ),
+        )
+        .set("/sync/root", json!("studio/ComfyUI"))
+        .env("RUNPOD_SECRET_RCLONE_ACCESS_KEY_ID", S3_ACCESS_KEY)
+        .env("RUNPOD_SECRET_RCLONE_SECRET_ACCESS_KEY", DAV_PASSWORD)
+}
+
+/// The remotes the integrity tests run against: a local folder (rclone's `alias`), and
+/// `rclone serve webdav` (vendor `other`), `serve sftp` and `serve s3` of a folder on loopback.
+#[derive(Debug, Clone, Copy)]
+enum Backend {
+    Local,
+    WebDav,
+    Sftp,
+    S3,
+}
+
+/// A remote of one backend, and the folder on this machine that holds its files.
+struct Remote {
+    backend: Backend,
+    dir: tempfile::TempDir,
+    port: u16,
+    _server: Option<Server>,
+}
+
+impl Remote {
+    fn start(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let server = match backend {
+            Backend::Local => None,
+            Backend::WebDav => Some(Server::webdav(dir.path(), port)),
+            Backend::Sftp => Some(Server::sftp(dir.path(), port)),
+            Backend::S3 => Some(Server::s3(dir.path(), port)),
+        };
+        Self {
+            backend,
+            dir,
+            port,
+            _server: server,
+        }
+    }
+
+    /// A pod syncing to it.
+    fn pod(&self) -> PodBuilder {
+        match self.backend {
+            Backend::Local => local_remote(self.dir.path()),
+            Backend::WebDav => webdav_remote(self.port),
+            Backend::Sftp => sftp_remote(self.port),
+            Backend::S3 => s3_remote(self.port),
+        }
+    }
+
+    /// Where the sync's root (`ComfyUI`) is on this machine.
+    fn root(&self) -> PathBuf {
+        match self.backend {
+            Backend::S3 => self.dir.path().join("studio/ComfyUI"),
+            _ => self.dir.path().join("ComfyUI"),
+        }
+    }
+
+    /// Whether the backend keeps folders of their own (S3 has only object names).
+    fn has_folders(&self) -> bool {
+        !matches!(self.backend, Backend::S3)
+    }
+}
+
 /// Every file under `dir` by relative path, with the sha256 of its content.
 fn digests(dir: &Path) -> BTreeMap<String, String> {
     use sha2::{Digest, Sha256};
@@ -661,6 +756,80 @@ fn a_steady_run_uploads_each_file_once_and_never_under_its_final_name() {
     );
     let leftovers = files_under(&served.path().join("ComfyUI/.podstack"));
     assert!(leftovers.is_empty(), "{leftovers:#?}");
+    // A folder new on the remote is no error: rclone logs none in a steady run.
+    let log = sync_log(&pod.volume, "test-pod");
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" ERROR : "))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "rclone logged errors in a steady run: {errors:#?}"
+    );
+}
+
+#[test]
+fn an_outage_mid_pass_is_shown_while_the_pass_hangs_and_a_stop_does_not_wait_for_the_dead_remote() {
+    let served = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let mut webdav = Server::webdav(served.path(), port);
+    // A burst of 4 MiB, then 1 MiB/s: the pass is under way for seconds; the final sync could
+    // wait ten minutes, far past the wait's deadline.
+    let mut pod = SyncPod::start(
+        webdav_remote(port)
+            .set("/sync/bwlimit", json!("1M"))
+            .set("/sync/final_sync", json!("10m")),
+    );
+    let output = pod.volume.join("output/alice");
+    for i in 0..6u8 {
+        write(
+            &output.join(format!("shot-{i}.png")),
+            &content(i, 2_000_000),
+        );
+    }
+    pod.serve("alice");
+    pod.wait_report("a pass under way", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["state"] == "syncing" && alice["speed_bps"].as_f64().is_some_and(|s| s > 0.0)
+    });
+    webdav.stop();
+    // rclone retries each call against the dead server for minutes without an error of its
+    // own: the status shows the probe's while the pass still hangs.
+    let report = pod.wait_report("the outage to be shown", |report| {
+        folder(report, "alice", "output")["last_error"]["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("connection refused"))
+    });
+    let alice = folder(&report, "alice", "output");
+    assert_eq!(alice["state"], "syncing", "{alice:#}");
+    assert!(
+        alice["last_error"]["error"].as_str().is_some_and(
+            |error| error.starts_with("the remote does not answer while a pass is under way: ")
+        ),
+        "{alice:#}"
+    );
+    assert!(
+        alice["last_error"]["hint"]
+            .as_str()
+            .is_some_and(|hint| hint.contains("cannot be reached")),
+        "{alice:#}"
+    );
+    let status = pod.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0), "{}", pod.output());
+    let said = pod.output();
+    assert!(
+        said.contains("trying it once before the final sync")
+            && said.contains(
+                "the final sync is skipped; the changes stay on the volume for the next start"
+            ),
+        "{said}"
+    );
+    assert!(
+        said.contains("sync: final sync incomplete after")
+            && said.contains("output/alice: not run: the remote cannot be reached ("),
+        "{said}"
+    );
+    assert!(!said.contains("did not finish within 10m"), "{said}");
 }
 
 fn obscured(password: &str) -> String {
@@ -972,19 +1141,18 @@ fn drive_uses_the_only_shared_drive_and_refuses_none_or_several_or_an_unreachabl
 
 /// A pod killed without a word (and its rclone with it) while uploading, then started again on
 /// the same volume: whatever the remote holds under a final name is, at every moment checked,
-/// a whole file of the volume; the restarted pod empties the upload place, finishes, and the
-/// trash holds nothing (no version a user made was replaced).
-fn a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(
-    server: &Server,
-    builder: impl Fn() -> PodBuilder,
-) {
+/// a whole file of the volume; the restarted pod empties the upload place (the killed pass's
+/// folder included), finishes, and the trash holds nothing (no version a user made was
+/// replaced).
+fn a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(backend: Backend) {
+    let server = Remote::start(backend);
     let shared = tempfile::tempdir().expect("temp dir");
     let volume = shared.path().join("volume");
-    let served = server.dir.clone();
     // rclone's bandwidth limit lets a burst of 4 MiB through first, then 1 MiB/s: 16 MB are
     // under way for seconds, long enough to be seen on a loaded machine.
     let mut first = SyncPod::start(
-        builder()
+        server
+            .pod()
             .volume(&volume)
             .pod_id("pod-a")
             .set("/sync/bwlimit", json!("1M")),
@@ -994,7 +1162,7 @@ fn a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(
         write(&output.join(format!("big-{i}.png")), &content(i, 2_000_000));
     }
     first.serve("alice");
-    let remote = served.join("ComfyUI/output/alice");
+    let remote = server.root().join("output/alice");
     let whole = |at: &str| {
         let local = digests(&output);
         for (path, digest) in digests(&remote) {
@@ -1019,34 +1187,225 @@ fn a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(
     whole("after the kill");
     drop(first);
 
-    let second = SyncPod::start(builder().volume(&volume).pod_id("pod-a"));
+    let second = SyncPod::start(server.pod().volume(&volume).pod_id("pod-a"));
     second.serve("alice");
     wait_same_content(&second, &output, &remote);
     second.wait_report("the pass to end", |report| {
         folder(report, "alice", "output")["state"] == "idle"
     });
-    let leftovers = files_under(&served.join("ComfyUI/.podstack"));
+    let upload = server.root().join(".podstack/upload/output/alice");
+    let leftovers = files_under(&server.root().join(".podstack"));
     assert!(leftovers.is_empty(), "{leftovers:#?}");
-    let trash = files_under(&served.join("ComfyUI/.trash"));
+    if server.has_folders() {
+        let passes: Vec<_> = std::fs::read_dir(&upload)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.file_name())
+            .collect();
+        assert!(passes.is_empty(), "the upload place holds {passes:?}");
+    }
+    let trash = files_under(&server.root().join(".trash"));
     assert!(trash.is_empty(), "the trash holds {trash:#?}");
 }
 
 #[test]
+fn a_pod_killed_mid_upload_to_a_local_folder_leaves_no_partial_file_under_a_final_name() {
+    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(Backend::Local);
+}
+
+#[test]
 fn a_pod_killed_mid_upload_to_webdav_leaves_no_partial_file_under_a_final_name() {
-    let served = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let webdav = Server::webdav(served.path(), port);
-    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(&webdav, || {
-        webdav_remote(port)
-    });
+    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(Backend::WebDav);
 }
 
 #[test]
 fn a_pod_killed_mid_upload_to_sftp_leaves_no_partial_file_under_a_final_name() {
-    let served = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let sftp = Server::sftp(served.path(), port);
-    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(&sftp, || sftp_remote(port));
+    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(Backend::Sftp);
+}
+
+#[test]
+fn a_pod_killed_mid_upload_to_s3_leaves_no_partial_file_under_a_final_name() {
+    a_pod_killed_mid_upload_leaves_no_partial_file_under_a_final_name(Backend::S3);
+}
+
+/// The pod's sync log (rclone's lines and the service's own).
+fn sync_log(volume: &Path, pod: &str) -> String {
+    std::fs::read_to_string(volume.join(format!(".podstack/logs/{pod}/sync.log")))
+        .unwrap_or_default()
+}
+
+/// Files written one after another while passes run: each is uploaded once (rclone's
+/// `Copied` lines in the sync log, one per file), the remote ends up with the volume's
+/// contents, and rclone logs no error on the way (a folder not yet on the remote is none).
+fn a_steady_run_uploads_each_file_once(backend: Backend) {
+    let server = Remote::start(backend);
+    let pod = SyncPod::start(
+        server
+            .pod()
+            .set("/sync/min_age", json!("2s"))
+            .set("/sync/interval", json!("1h")),
+    );
+    pod.serve("alice");
+    let output = pod.volume.join("output/alice");
+    let remote = server.root().join("output/alice");
+    for i in 0..12u8 {
+        write(
+            &output.join(format!("ComfyUI_{i:05}_.png")),
+            &content(i, 20_000 + usize::from(i) * 1000),
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_same_content(&pod, &output, &remote);
+    pod.wait_report("the passes to end", |report| {
+        folder(report, "alice", "output")["state"] == "idle"
+    });
+    let log = eventually("rclone's lines for every file", || {
+        let log = sync_log(&pod.volume, "test-pod");
+        (0..12u8)
+            .all(|i| log.contains(&format!("ComfyUI_{i:05}_.png: Copied (new)")))
+            .then_some(log)
+    });
+    for i in 0..12u8 {
+        let name = format!("ComfyUI_{i:05}_.png");
+        let uploads = log
+            .lines()
+            .filter(|line| {
+                line.contains(&format!("{name}: Copied (new)"))
+                    || line.contains(&format!("{name}: Copied (replaced existing)"))
+            })
+            .count();
+        assert_eq!(uploads, 1, "{name} uploaded {uploads} times:\n{log}");
+    }
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" ERROR : "))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "rclone logged errors in a steady run: {errors:#?}"
+    );
+}
+
+#[test]
+fn a_steady_run_to_a_local_folder_uploads_each_file_once() {
+    a_steady_run_uploads_each_file_once(Backend::Local);
+}
+
+#[test]
+fn a_steady_run_to_sftp_uploads_each_file_once() {
+    a_steady_run_uploads_each_file_once(Backend::Sftp);
+}
+
+#[test]
+fn a_steady_run_to_s3_uploads_each_file_once() {
+    a_steady_run_uploads_each_file_once(Backend::S3);
+}
+
+/// The deletion budget outlives the supervisor: half of it spent, the pod SIGKILLed, the
+/// restarted one (nobody served: the ledger's catch-up) deletes only what is left of it and
+/// holds the rest, and a folder its deletions emptied is gone from the remote.
+fn the_deletion_budget_survives_a_kill_and_a_restart_catches_up(backend: Backend) {
+    let server = Remote::start(backend);
+    let shared = tempfile::tempdir().expect("temp dir");
+    let volume = shared.path().join("volume");
+    let builder = || {
+        server
+            .pod()
+            .volume(&volume)
+            .pod_id("pod-a")
+            .set("/sync/max_delete", json!(6))
+            .set("/sync/trash", json!(false))
+    };
+    let mut first = SyncPod::start(builder());
+    let output = volume.join("output/alice");
+    for i in 0..6u8 {
+        write(&output.join(format!("gone/a-{i}.png")), &content(i, 1000));
+        write(&output.join(format!("z-{i}.png")), &content(i + 10, 1000));
+    }
+    first.serve("alice");
+    let remote = server.root().join("output/alice");
+    wait_same_content(&first, &output, &remote);
+    for i in 0..3u8 {
+        std::fs::remove_file(output.join(format!("gone/a-{i}.png"))).expect("delete");
+    }
+    wait_same_content(&first, &output, &remote);
+    first.wait_report("half the budget spent", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["deleted_in_window"] == 3 && alice["state"] == "idle"
+    });
+    let rclone = first.rclone_pid();
+    first.signal_and_wait("KILL");
+    let _ = Command::new("kill")
+        .args(["-KILL", &rclone.to_string()])
+        .status();
+    drop(first);
+    // While it is down: six more deletions (the rest of `gone/` first), one new file.
+    let held: BTreeMap<String, String> = digests(&output)
+        .into_iter()
+        .filter(|(path, _)| ["z-0.png", "z-1.png", "z-2.png"].contains(&path.as_str()))
+        .collect();
+    for path in [
+        "gone/a-3.png",
+        "gone/a-4.png",
+        "gone/a-5.png",
+        "z-0.png",
+        "z-1.png",
+        "z-2.png",
+    ] {
+        std::fs::remove_file(output.join(path)).expect("delete");
+    }
+    write(&output.join("new.png"), b"made while the pod was down");
+    let second = SyncPod::start(builder());
+    let report = second.wait_report("the rest of the budget spent and 3 held", |report| {
+        let alice = folder(report, "alice", "output");
+        alice["deletions_held"] == 3
+            && alice["deleted_in_window"] == 6
+            && alice["total"]["files"] == 1
+            && alice["state"] == "idle"
+    });
+    assert_eq!(
+        folder(&report, "alice", "output")["total"]["deleted"],
+        3,
+        "{report:#}"
+    );
+    let mut expected = digests(&output);
+    expected.extend(held);
+    assert_eq!(digests(&remote), expected);
+    assert!(
+        second
+            .everything_shown()
+            .contains("output/alice: changed since its last pass before this start: catching up"),
+        "{}",
+        second.output()
+    );
+    if server.has_folders() {
+        assert!(
+            !remote.join("gone").exists(),
+            "the emptied folder stays on the remote"
+        );
+        assert!(remote.is_dir());
+    }
+}
+
+#[test]
+fn the_deletion_budget_survives_a_kill_on_a_local_folder() {
+    the_deletion_budget_survives_a_kill_and_a_restart_catches_up(Backend::Local);
+}
+
+#[test]
+fn the_deletion_budget_survives_a_kill_on_webdav() {
+    the_deletion_budget_survives_a_kill_and_a_restart_catches_up(Backend::WebDav);
+}
+
+#[test]
+fn the_deletion_budget_survives_a_kill_on_sftp() {
+    the_deletion_budget_survives_a_kill_and_a_restart_catches_up(Backend::Sftp);
+}
+
+#[test]
+fn the_deletion_budget_survives_a_kill_on_s3() {
+    the_deletion_budget_survives_a_kill_and_a_restart_catches_up(Backend::S3);
 }
 
 #[test]

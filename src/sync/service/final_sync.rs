@@ -17,6 +17,8 @@ pub(super) struct Finishing {
     pub(super) deadline: Instant,
     /// The final passes are over; rclone is stopping.
     pub(super) stopping: bool,
+    /// The remote was down: no final pass starts before a probe reached it.
+    pub(super) probe_first: bool,
 }
 
 impl Syncer {
@@ -50,7 +52,14 @@ impl Syncer {
             started: now,
             deadline: now + self.sync.final_sync.0,
             stopping: false,
+            probe_first: false,
         });
+        if let Some(error) = &self.outage {
+            tracing::warn!(
+                "sync: the remote did not answer before the stop ({error}): trying it once before the final sync"
+            );
+            self.probe_before_final_passes();
+        }
         if !matches!(
             self.machine.state(),
             ServiceState::Ready { .. }
@@ -65,6 +74,27 @@ impl Syncer {
                 state.final_outcome.get_or_insert_with(|| why.clone());
             }
         }
+    }
+
+    /// Holds the final passes until a probe says whether the remote answers.
+    pub(super) fn probe_before_final_passes(&mut self) {
+        if let Some(finishing) = &mut self.finishing {
+            finishing.probe_first = true;
+            self.start_probe();
+        }
+    }
+
+    /// The remote still does not answer: the folders without a final outcome are left for the
+    /// next start, and the final sync ends now instead of at its deadline.
+    pub(super) fn skip_final_sync(&mut self, error: &str) {
+        tracing::warn!(
+            "sync: the remote does not answer ({error}): the final sync is skipped; the changes stay on the volume for the next start"
+        );
+        let why = format!("not run: the remote cannot be reached ({error})");
+        for state in self.folders.values_mut() {
+            state.final_outcome.get_or_insert_with(|| why.clone());
+        }
+        self.conclude_final_sync();
     }
 
     /// Moves the shutdown along; true once it is over.

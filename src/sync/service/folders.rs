@@ -51,10 +51,15 @@ impl Syncer {
             watch.watch(&local);
         }
         let remote = format!("{}:{}", self.sync.remote, folder.remote(&self.sync.root));
-        self.folders.insert(
-            folder,
-            FolderSync::new(mode, local, remote, claim, Instant::now()),
-        );
+        let mut state = FolderSync::new(mode, local, remote, claim, Instant::now());
+        // The deletion budget's window goes on from where an earlier run left it.
+        match self.ledger.deletions(&folder) {
+            Ok(deletions) => state.deletions = deletions,
+            Err(err) => tracing::warn!(
+                "sync: cannot read the deletions of {folder} from the sync ledger: {err}"
+            ),
+        }
+        self.folders.insert(folder, state);
     }
 
     /// At start: every folder in the ledger changed since its last pass is synced again,

@@ -1,11 +1,12 @@
 //! The sync service: one task that prepares the remote (Drive rules), runs `rclone rcd` under
 //! the service state machine (`crate::service::state`, in `rclone`), holds the leases of the
 //! served users' folders and watches them (`folders`), runs their passes (`passes`), publishes
-//! a [`SyncReport`] after every change, and at shutdown runs the final sync within its deadline
-//! (`final_sync`).
+//! a [`SyncReport`] after every change, notices a remote that went away (`outage`), and at
+//! shutdown runs the final sync within its deadline (`final_sync`).
 
 mod final_sync;
 mod folders;
+mod outage;
 mod passes;
 mod rclone;
 
@@ -48,6 +49,8 @@ pub const LOG: &str = "sync";
 const RCLONE_STOP_GRACE: Duration = Duration::from_secs(3);
 /// How often served folders that do not exist yet are looked for, to watch them.
 const NEW_FOLDERS: Duration = Duration::from_secs(1);
+/// How often running passes are checked for a stall.
+const STALLS: Duration = Duration::from_secs(1);
 
 /// What the sync service starts from.
 #[derive(Debug)]
@@ -177,6 +180,8 @@ enum News {
         folder: UserFolder,
         outcome: String,
     },
+    /// A probe of the remote ended: reached, or why not.
+    Probed(Result<(), String>),
 }
 
 /// The remote, ready for rclone.
@@ -212,6 +217,11 @@ struct Syncer {
     cool_down: Option<Instant>,
     /// Cool-downs since rclone last synced a folder.
     cool_downs: u32,
+    /// Why the remote is down, as last seen (a probe or a pass that could not reach it); `None`
+    /// once a pass or a probe reached it.
+    outage: Option<String>,
+    /// A probe of the remote is under way.
+    probing: bool,
     watch: Option<FolderWatch>,
     timing: Timing,
     final_sync: Option<FinalSync>,
@@ -256,6 +266,8 @@ impl Syncer {
             ledger: Ledger::new(volume.join(".podstack").join("sync"), &pod),
             cool_down: None,
             cool_downs: 0,
+            outage: None,
+            probing: false,
             timing: Timing {
                 min_age: sync.min_age.0,
             },
@@ -296,6 +308,7 @@ impl Syncer {
         let mut heartbeat =
             tokio::time::interval_at(start + self.sync.heartbeat.0, self.sync.heartbeat.0);
         let mut new_folders = tokio::time::interval(NEW_FOLDERS);
+        let mut stalls = tokio::time::interval(STALLS);
         loop {
             let due = self.next_due();
             let deadline = self
@@ -312,6 +325,7 @@ impl Syncer {
                 _ = full_pass.tick() => self.full_pass(),
                 _ = heartbeat.tick() => self.heartbeat(),
                 _ = new_folders.tick() => self.watch_new_folders(),
+                _ = stalls.tick() => self.check_stalls(),
             }
             self.start_due_passes();
             if self.finishing.is_some() && self.advance_finish() {
@@ -421,22 +435,14 @@ impl Syncer {
                 }
             }
             News::Changed(change) => self.on_change(change),
-            News::Progress { folder, run, stats } => {
-                if let Some(running) = self
-                    .folders
-                    .get_mut(&folder)
-                    .and_then(|state| state.running.as_mut())
-                    .filter(|running| running.run == run)
-                {
-                    running.stats = stats;
-                }
-            }
+            News::Progress { folder, run, stats } => self.on_progress(&folder, run, stats),
             News::PassDone {
                 folder,
                 run,
                 outcome,
             } => self.on_pass_done(&folder, run, outcome),
             News::Deduped { folder, outcome } => self.on_deduped(&folder, outcome),
+            News::Probed(answer) => self.on_probed(answer),
         }
     }
 

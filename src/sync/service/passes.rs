@@ -22,6 +22,7 @@ use crate::sync::once;
 use crate::sync::pass::{self, PassControl, PassOutcome, PassPlan};
 use crate::sync::rc::Stats;
 use crate::sync::report::{DedupeNote, FolderError};
+use crate::sync::trouble;
 
 /// Passes of different folders that run at once (each with the manifest's transfers).
 const PARALLEL_PASSES: usize = 4;
@@ -36,7 +37,7 @@ impl Syncer {
             return None;
         }
         let finishing = match &self.finishing {
-            Some(finishing) if finishing.stopping => return None,
+            Some(finishing) if finishing.stopping || finishing.probe_first => return None,
             Some(_) => true,
             None => false,
         };
@@ -59,7 +60,7 @@ impl Syncer {
     /// Starts the passes that are due, while rclone is ready.
     pub(super) fn start_due_passes(&mut self) {
         let finishing = match &self.finishing {
-            Some(finishing) if finishing.stopping => return,
+            Some(finishing) if finishing.stopping || finishing.probe_first => return,
             Some(_) => true,
             None => false,
         };
@@ -147,6 +148,7 @@ impl Syncer {
         let (stop, stop_heard) = tokio::sync::watch::channel(false);
         let control = PassControl {
             leases: self.leases.clone(),
+            ledger: self.ledger.clone(),
             folder: folder.clone(),
             stop: stop_heard,
         };
@@ -176,6 +178,7 @@ impl Syncer {
             started: Instant::now(),
             final_pass,
             stats: Stats::default(),
+            progressed: Instant::now(),
             stop,
             _task: AbortOnDrop(task),
         });
@@ -201,6 +204,13 @@ impl Syncer {
             self.timing,
             finishing,
         );
+        // The ledger holds what the pass booked and made, even when it failed half-way.
+        match self.ledger.deletions(folder) {
+            Ok(deletions) => state.deletions = deletions,
+            Err(err) => tracing::warn!(
+                "sync: cannot read the deletions of {folder} from the sync ledger: {err}"
+            ),
+        }
         if let Some(moved) = end.moved {
             self.logs.push(LOG, &format!("{folder}: {moved}"));
         }
@@ -208,6 +218,7 @@ impl Syncer {
             tracing::warn!("sync: {folder}: {warning}");
         }
         if matches!(outcome, PassOutcome::Synced(_) | PassOutcome::NothingToSync) {
+            self.outage = None;
             self.cool_downs = 0;
             // The pass covered the changes older than its start, less min_age unless final.
             let held_back = if running.final_pass {
@@ -226,6 +237,13 @@ impl Syncer {
         }
         if state.duplicates && !state.deduping {
             self.start_dedupe(folder);
+        }
+        if matches!(outcome, PassOutcome::Failed(_)) && trouble::unreachable(&error_shown) {
+            self.outage = Some(error_shown);
+            if finishing {
+                // Not retried until the deadline unless a probe finds the remote there.
+                self.probe_before_final_passes();
+            }
         }
     }
 
