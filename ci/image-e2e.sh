@@ -19,16 +19,10 @@ cd "$(dirname "$0")/.."
 # shellcheck source=ci/e2e-lib.sh
 . ci/e2e-lib.sh
 
-# Every apt package the smoke Dockerfile installs must be in the base, or the offline build
-# fails on a machine whose BuildKit cache is empty.
-for package in $(sed -n '/apt-get install/,/^$/p' generated/smoke/Dockerfile \
-        | grep -o '^ *[a-z0-9][a-z0-9.+-]* *[\]\?$' | tr -cd 'a-z0-9.+\n-'); do
-    case ",$base_packages," in
-        *",$package,"*) ;;
-        *) fail "generated/smoke/Dockerfile installs $package, which base_packages lacks" ;;
-    esac
-done
+# shellcheck source=ci/e2e-smoke.sh
+. ci/e2e-smoke.sh
 
+check_base_packages
 ensure_docker
 ensure_base
 
@@ -41,43 +35,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "podstack binary"
-cargo build --locked --quiet
-cp target/debug/podstack "$work/podstack"
-strip "$work/podstack"
-podstack="$work/podstack"
-
-# A copy of the project, so the v2 change to the control panel stays out of the repository.
-project="$work/project"
-mkdir -p "$project/templates" "$project/tests/fixtures"
-cp -r stacks "$project/"
-cp -r templates/ui "$project/templates/"
-cp -r tests/fixtures/comfyui "$project/tests/fixtures/"
-
-say "wheelhouse: the locked wheels, checked against stacks/smoke.lock"
-(cd "$project" && "$podstack" wheelhouse smoke "$work/wheelhouse") || fail "podstack wheelhouse"
-[ -f "$work/wheelhouse/six-1.17.0-py2.py3-none-any.whl" ] || fail "six is not in the wheelhouse"
-
-build_image() { # name -> prints the tag
-    local ctx="$work/ctx-$1" tag
-    tag=$(cd "$project" && "$podstack" context smoke "$ctx" --binary "$podstack" 2>/dev/null)
-    cp -r "$work/wheelhouse" "$ctx/wheelhouse"
-    DOCKER_BUILDKIT=1 "$docker" build -q --network none -f "$ctx/generated/smoke/Dockerfile" \
-        --build-arg PODSTACK_SUPERVISOR=prebuilt --build-arg PODSTACK_PACKAGES=wheelhouse \
-        -t "$tag" "$ctx" >/dev/null \
-        || fail "docker build of $tag"
-    echo "$tag"
-}
+prepare_smoke "$work"
 
 say "building v1"
-tag1=$(build_image v1)
+tag1=$(build_image "$work" v1)
 images+=("$tag1")
 digest1=$(cd "$project" && "$podstack" digest smoke 2>/dev/null)
 
 say "building v2: one control panel change, version 0.2.0"
 printf '<!-- v2 -->\n' >> "$project/templates/ui/index.html"
 sed -i 's/^version = "0.1.0"/version = "0.2.0"/' "$project/stacks/smoke.toml"
-tag2=$(build_image v2)
+tag2=$(build_image "$work" v2)
 images+=("$tag2")
 digest2=$(cd "$project" && "$podstack" digest smoke 2>/dev/null)
 [ "$digest1" != "$digest2" ] || fail "v1 and v2 have the same digest"
