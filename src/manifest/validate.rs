@@ -197,14 +197,14 @@ impl Checker {
                 "lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit (`kubectl get storageclass` lists them); leave it empty for the cluster's default",
             );
         }
-        for (key, value) in [
-            ("deploy.volume_gb", deploy.volume_gb),
-            ("deploy.memory_gb", deploy.memory_gb),
+        for (key, what, value) in [
+            ("deploy.volume_gb", "shared volume", deploy.volume_gb),
+            ("deploy.memory_gb", "memory per pod", deploy.memory_gb),
         ] {
             if value == 0 {
                 self.error(
                     key,
-                    "0 GiB is nothing",
+                    format!("a {what} of 0 GiB holds nothing"),
                     "give a whole number of GiB, at least 1",
                 );
             }
@@ -224,11 +224,16 @@ impl Checker {
                 format!("start it with a letter and keep it to {MAX_K8S_NAME} characters: its StatefulSet and Services are named after it"),
             );
         }
-        for clash in crate::deploy::PodPlan::of(manifest).clashes() {
+        let clashes = crate::deploy::PodPlan::of(manifest).clashes();
+        if let Some(clash) = clashes.first() {
+            let more = match clashes.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more ports)"),
+            };
             self.error(
                 "deploy.replicas",
                 format!(
-                    "{} and {} both land on host port {} in compose.yaml",
+                    "{} and {} both land on host port {} in compose.yaml{more}",
                     clash.first, clash.second, clash.host
                 ),
                 "each pod publishes its ports at the container port + its index: move runtime.panel_port, comfyui_port or jupyter.port further apart, or run fewer replicas",

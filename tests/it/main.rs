@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod build;
+mod deploy;
 mod injection;
 mod lock;
 mod malformed;
