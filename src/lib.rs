@@ -4,6 +4,7 @@ pub mod cli;
 pub mod comfyui_cli;
 pub mod compat;
 pub mod context;
+pub mod deploy;
 pub mod digest;
 pub mod download;
 pub mod duration;

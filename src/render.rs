@@ -9,6 +9,7 @@ use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
 use crate::compat::PYTORCH_INDEX;
+use crate::deploy::DeployContext;
 use crate::digest::{DigestInputs, StackDigest};
 use crate::lock::{Layer, LockedPackage, Lockfile};
 use crate::manifest::{Loaded, Manifest, TorchIndex};
@@ -38,6 +39,19 @@ const RENDERED: [&str; 6] = [
     TORCH_LOCK,
     CONSTRAINTS,
     DIGEST,
+];
+
+/// How to run the image beyond RunPod, rendered after the digest and not part of it (see
+/// [`crate::deploy`]): Compose for one box, Kubernetes objects for a cluster.
+pub const COMPOSE: &str = "compose.yaml.j2";
+pub const KUBERNETES_STATEFULSET: &str = "kubernetes/statefulset.yaml.j2";
+pub const KUBERNETES_VOLUME: &str = "kubernetes/volume.yaml.j2";
+pub const KUBERNETES_SERVICES: &str = "kubernetes/services.yaml.j2";
+const DEPLOYMENTS: [&str; 4] = [
+    COMPOSE,
+    KUBERNETES_STATEFULSET,
+    KUBERNETES_VOLUME,
+    KUBERNETES_SERVICES,
 ];
 
 /// The resolved manifest's output name; it is serialised, not templated.
@@ -191,12 +205,24 @@ pub fn render(
 
     let mut files = render_templates(manifest, &layers, shown_as, &digest.to_string())?;
     files.insert(STACK_JSON.to_owned(), stack_json);
+    files.extend(render_deployments(manifest, shown_as, &digest.to_string())?);
     Ok(Rendered {
         name: manifest.stack.name.clone(),
         image_tag: image_tag(manifest, &digest.to_string()),
         files,
         digest,
     })
+}
+
+/// The image as a registry pulls it: the digest tag behind `deploy.registry` when set.
+fn image_name(manifest: &Manifest, digest: &str) -> String {
+    let tag = image_tag(manifest, digest);
+    let registry = &manifest.deploy.registry;
+    if registry.is_empty() {
+        tag
+    } else {
+        format!("{}/{tag}", registry.trim_end_matches('/'))
+    }
 }
 
 fn image_tag(manifest: &Manifest, digest: &str) -> String {
@@ -257,20 +283,48 @@ fn render_templates(
         if name == TORCH_LOCK && manifest.torch.is_none() {
             continue;
         }
-        let template_error = |source| RenderError::Template {
-            name: name.to_owned(),
-            source,
-        };
-        let text = env
-            .get_template(name)
-            .and_then(|template| template.render(&context))
-            .map_err(template_error)?;
-        files.insert(
-            name.trim_end_matches(".j2").to_owned(),
-            normalise_text(&text),
-        );
+        let (file, text) = render_one(&env, name, &context)?;
+        files.insert(file, text);
     }
     Ok(files)
+}
+
+/// `compose.yaml` and `kubernetes/*.yaml`, for the image of this digest.
+fn render_deployments(
+    manifest: &Manifest,
+    shown_as: &str,
+    digest: &str,
+) -> Result<BTreeMap<String, String>, RenderError> {
+    let env = environment()?;
+    let context = DeployContext::new(
+        manifest,
+        header(shown_as),
+        image_name(manifest, digest),
+        digest,
+    );
+    DEPLOYMENTS
+        .iter()
+        .map(|name| render_one(&env, name, &context))
+        .collect()
+}
+
+/// One template, named as its output file (without `.j2`), normalised.
+fn render_one(
+    env: &Environment<'static>,
+    name: &str,
+    context: &impl Serialize,
+) -> Result<(String, String), RenderError> {
+    let text = env
+        .get_template(name)
+        .and_then(|template| template.render(context))
+        .map_err(|source| RenderError::Template {
+            name: name.to_owned(),
+            source,
+        })?;
+    Ok((
+        name.trim_end_matches(".j2").to_owned(),
+        normalise_text(&text),
+    ))
 }
 
 fn environment() -> Result<Environment<'static>, RenderError> {
@@ -278,7 +332,8 @@ fn environment() -> Result<Environment<'static>, RenderError> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
-    for name in RENDERED {
+    env.add_filter("quoted", yaml_quoted);
+    for name in RENDERED.into_iter().chain(DEPLOYMENTS) {
         let text = TEMPLATES
             .get_file(name)
             .and_then(|file| file.contents_utf8())
@@ -290,6 +345,12 @@ fn environment() -> Result<Environment<'static>, RenderError> {
             })?;
     }
     Ok(env)
+}
+
+/// A string as a double-quoted YAML scalar (a JSON string is one), so no value of the
+/// manifest can start a YAML structure of its own.
+fn yaml_quoted(value: String) -> String {
+    serde_json::to_string(&value).expect("a string serialises to JSON")
 }
 
 /// LF line endings and exactly one final newline.
@@ -483,12 +544,7 @@ impl<'a> RenderContext<'a> {
 /// the pod must verify against, and the pod's ports and volume.
 fn runpod_template(manifest: &Manifest, shown_as: &str, digest: &str) -> String {
     let deploy = &manifest.deploy;
-    let tag = image_tag(manifest, digest);
-    let image = if deploy.registry.is_empty() {
-        tag
-    } else {
-        format!("{}/{tag}", deploy.registry.trim_end_matches('/'))
-    };
+    let image = image_name(manifest, digest);
     let runtime = &manifest.runtime;
     let mut ports = vec![
         format!("{}/http", runtime.panel_port),
@@ -567,6 +623,9 @@ impl Rendered {
         }
         for (name, content) in &self.files {
             let path = dir.join(name);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|err| write_error(parent, err))?;
+            }
             if std::fs::read_to_string(&path).ok().as_deref() != Some(content) {
                 std::fs::write(&path, content).map_err(|err| write_error(&path, err))?;
             }
@@ -606,22 +665,24 @@ impl Rendered {
         diff
     }
 
+    /// Files under `dir` (subfolders such as `kubernetes/` included) this stack does not render.
     fn extra_files(&self, dir: &Path) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut extra: Vec<PathBuf> = entries
+        walkdir::WalkDir::new(dir)
+            .sort_by_file_name()
+            .into_iter()
             .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| {
-                path.is_file()
-                    && path
-                        .file_name()
-                        .is_some_and(|name| !self.files.contains_key(&*name.to_string_lossy()))
+            .filter(|entry| entry.file_type().is_file())
+            .filter(|entry| {
+                let name = entry
+                    .path()
+                    .strip_prefix(dir)
+                    .unwrap_or(entry.path())
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                !self.files.contains_key(&name)
             })
-            .collect();
-        extra.sort();
-        extra
+            .map(|entry| entry.into_path())
+            .collect()
     }
 }
 
@@ -638,7 +699,7 @@ mod tests {
     #[test]
     fn every_template_const_loads() {
         let env = environment().unwrap();
-        for name in RENDERED {
+        for name in RENDERED.into_iter().chain(DEPLOYMENTS) {
             assert!(env.get_template(name).is_ok(), "{name}");
             assert!(
                 TEMPLATES.get_file(name).is_some(),

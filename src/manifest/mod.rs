@@ -52,7 +52,8 @@ pub struct Manifest {
     pub deploy: Deploy,
 }
 
-/// `[deploy]`: where the image is pushed and how a RunPod pod template runs it.
+/// `[deploy]`: where the image is pushed, how a RunPod pod template runs it, and the pods
+/// that `compose.yaml` and the Kubernetes objects run from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deploy {
@@ -63,6 +64,24 @@ pub struct Deploy {
     /// Container disk of the pod template, in GB.
     #[serde(default = "default_container_disk_gb")]
     pub container_disk_gb: u32,
+    /// Pods that Compose and the Kubernetes StatefulSet run, all on one shared volume.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// GPUs each pod gets; left out: 1 for a stack with `[torch]`, 0 without.
+    pub gpus_per_pod: Option<u32>,
+    /// Kubernetes StorageClass of the shared volume's claim; it must offer ReadWriteMany.
+    /// Empty: the cluster's default class.
+    #[serde(default)]
+    pub storage_class: String,
+    /// Size of the shared volume's Kubernetes claim, in GiB.
+    #[serde(default = "default_volume_gb")]
+    pub volume_gb: u32,
+    /// CPU cores each Kubernetes pod requests (`0.5` is `500m`).
+    #[serde(default = "default_cpu")]
+    pub cpu: f64,
+    /// Memory each Kubernetes pod requests, in GiB.
+    #[serde(default = "default_memory_gb")]
+    pub memory_gb: u32,
 }
 
 impl Default for Deploy {
@@ -70,8 +89,39 @@ impl Default for Deploy {
         Self {
             registry: String::new(),
             container_disk_gb: default_container_disk_gb(),
+            replicas: default_replicas(),
+            gpus_per_pod: None,
+            storage_class: String::new(),
+            volume_gb: default_volume_gb(),
+            cpu: default_cpu(),
+            memory_gb: default_memory_gb(),
         }
     }
+}
+
+impl Manifest {
+    /// `deploy.gpus_per_pod`, or its default: a torch stack runs on a GPU, one without does not.
+    pub fn gpus_per_pod(&self) -> u32 {
+        self.deploy
+            .gpus_per_pod
+            .unwrap_or(u32::from(self.torch.is_some()))
+    }
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+fn default_volume_gb() -> u32 {
+    100
+}
+
+fn default_cpu() -> f64 {
+    2.0
+}
+
+fn default_memory_gb() -> u32 {
+    8
 }
 
 fn default_container_disk_gb() -> u32 {

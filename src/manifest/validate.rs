@@ -18,6 +18,28 @@ use crate::value::{
 };
 use crate::wheel::{check_wheel, Platform, WheelFilename};
 
+/// Pods one deployment runs; beyond this a studio wants a scheduler of its own.
+const MAX_REPLICAS: u32 = 256;
+/// The most GPUs one node offers.
+const MAX_GPUS_PER_POD: u32 = 16;
+/// A StatefulSet's name leaves room for its pods' `-<n>` and the controller's revision hash
+/// within Kubernetes' 63-character labels.
+const MAX_K8S_NAME: usize = 52;
+
+/// A DNS-1123 subdomain, as Kubernetes names most objects (StorageClasses among them).
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
 /// Checks a manifest. Unpinned inputs are warnings, or errors when `strict`.
 pub fn validate(manifest: &Manifest, strict: bool) -> Vec<Problem> {
     let mut check = Checker {
@@ -140,6 +162,81 @@ impl Checker {
                     deploy.container_disk_gb
                 ),
                 "use 1-4096 GB (the default is 50); models and outputs live on the volume",
+            );
+        }
+        self.deployments(manifest);
+    }
+
+    /// The keys of `compose.yaml` and `kubernetes/`, and the names and ports they derive.
+    fn deployments(&mut self, manifest: &Manifest) {
+        let deploy = &manifest.deploy;
+        if !(1..=MAX_REPLICAS).contains(&deploy.replicas) {
+            self.error(
+                "deploy.replicas",
+                format!(
+                    "{} pods is not a deployment podstack renders",
+                    deploy.replicas
+                ),
+                format!("use 1-{MAX_REPLICAS} (the default is 1)"),
+            );
+        }
+        if deploy
+            .gpus_per_pod
+            .is_some_and(|gpus| gpus > MAX_GPUS_PER_POD)
+        {
+            self.error(
+                "deploy.gpus_per_pod",
+                format!("{} GPUs is more than one node has", manifest.gpus_per_pod()),
+                format!("use 0-{MAX_GPUS_PER_POD}; 0 runs the pods on CPUs"),
+            );
+        }
+        if !deploy.storage_class.is_empty() && !is_dns_subdomain(&deploy.storage_class) {
+            self.error(
+                "deploy.storage_class",
+                format!("`{}` is not a Kubernetes StorageClass name", deploy.storage_class),
+                "lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit (`kubectl get storageclass` lists them); leave it empty for the cluster's default",
+            );
+        }
+        for (key, what, value) in [
+            ("deploy.volume_gb", "shared volume", deploy.volume_gb),
+            ("deploy.memory_gb", "memory per pod", deploy.memory_gb),
+        ] {
+            if value == 0 {
+                self.error(
+                    key,
+                    format!("a {what} of 0 GiB holds nothing"),
+                    "give a whole number of GiB, at least 1",
+                );
+            }
+        }
+        if !(deploy.cpu.is_finite() && (0.001..=1024.0).contains(&deploy.cpu)) {
+            self.error(
+                "deploy.cpu",
+                format!("{} cores is not a CPU request", deploy.cpu),
+                "use 0.001-1024 cores (`0.5` is half a core; the default is 2)",
+            );
+        }
+        let name = &manifest.stack.name;
+        if !name.starts_with(|c: char| c.is_ascii_lowercase()) || name.len() > MAX_K8S_NAME {
+            self.error(
+                "stack.name",
+                format!("`{name}` cannot name the stack's Kubernetes objects"),
+                format!("start it with a letter and keep it to {MAX_K8S_NAME} characters: its StatefulSet and Services are named after it"),
+            );
+        }
+        let clashes = crate::deploy::PodPlan::of(manifest).clashes();
+        if let Some(clash) = clashes.first() {
+            let more = match clashes.len() - 1 {
+                0 => String::new(),
+                n => format!(" (and {n} more ports)"),
+            };
+            self.error(
+                "deploy.replicas",
+                format!(
+                    "{} and {} both land on host port {} in compose.yaml{more}",
+                    clash.first, clash.second, clash.host
+                ),
+                "each pod publishes its ports at the container port + its index: move runtime.panel_port, comfyui_port or jupyter.port further apart, or run fewer replicas",
             );
         }
     }

@@ -4,6 +4,7 @@ mod support;
 
 mod api;
 mod build;
+mod deploy;
 mod fleet;
 mod injection;
 mod lock;
