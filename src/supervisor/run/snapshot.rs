@@ -1,6 +1,6 @@
 //! The pod's status as the orchestrator publishes it after every change: the stack, the
 //! verification, users, GPUs, attention requested and confirmed, every service slot (the
-//! sync's report included) and the warnings.
+//! sync service's state; its full report is read from the sync service itself) and the warnings.
 
 use std::time::Duration;
 
@@ -9,7 +9,6 @@ use crate::service::status::ServiceStatus;
 use crate::supervisor::attention;
 use crate::supervisor::gpu::Device;
 use crate::supervisor::status::{AttentionStatus, Services, Slot, SlotOff, StackStatus, Status};
-use crate::sync::SyncHandle;
 
 impl Pod {
     pub(super) fn snapshot(&self) -> Status {
@@ -84,7 +83,6 @@ impl Pod {
             import_failed: self.import_failed.clone(),
             prompt: self.prompt,
             host,
-            sync: self.sync.as_ref().map(SyncHandle::report),
         }
     }
 }
