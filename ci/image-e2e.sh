@@ -16,54 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '\n== e2e: %s\n' "$*"; }
-fail() { printf 'e2e FAILED: %s\n' "$*" >&2; exit 1; }
-
-# Debian's client has BuildKit built in; a newer client may need the buildx plugin.
-docker=/usr/bin/docker
-
-ensure_docker() {
-    if [ ! -x "$docker" ] || ! command -v debootstrap >/dev/null 2>&1; then
-        say "installing docker.io and debootstrap"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
-    fi
-    if ! "$docker" info >/dev/null 2>&1; then
-        say "starting dockerd"
-        (dockerd >/tmp/podstack-e2e-dockerd.log 2>&1 &)
-        for _ in $(seq 60); do
-            "$docker" info >/dev/null 2>&1 && return 0
-            sleep 1
-        done
-        cat /tmp/podstack-e2e-dockerd.log >&2
-        fail "dockerd did not start"
-    fi
-}
-
-# What the smoke image's apt layer installs (generated/smoke/Dockerfile), already in the base:
-# the image builds with no network at all, so its `apt-get update` reaches nothing and
-# `apt-get install` finds each package installed. python3-distutils provides the virtual
-# python3.11-distutils that python3.11-venv needs, which debootstrap does not resolve. The label
-# tells an older base apart.
-base_packages=ca-certificates,python3.11,python3.11-venv,python3-distutils
-
-ensure_base() {
-    local label
-    label=$("$docker" image inspect -f '{{ index .Config.Labels "io.podstack.base-packages" }}' \
-        podstack-base:bookworm 2>/dev/null || true)
-    if [ "$label" = "$base_packages" ]; then
-        return 0
-    fi
-    say "making podstack-base:bookworm with debootstrap (+ $base_packages)"
-    local rootfs
-    rootfs=$(mktemp -d)
-    debootstrap --variant=minbase --include="$base_packages" bookworm "$rootfs" \
-        http://deb.debian.org/debian >/tmp/podstack-e2e-debootstrap.log 2>&1 \
-        || { tail -20 /tmp/podstack-e2e-debootstrap.log >&2; fail "debootstrap"; }
-    tar -C "$rootfs" -c . | "$docker" import \
-        --change "LABEL io.podstack.base-packages=$base_packages" - podstack-base:bookworm >/dev/null
-    rm -rf "$rootfs"
-}
+# shellcheck source=ci/e2e-lib.sh
+. ci/e2e-lib.sh
 
 # Every apt package the smoke Dockerfile installs must be in the base, or the offline build
 # fails on a machine whose BuildKit cache is empty.
@@ -130,32 +84,12 @@ digest2=$(cd "$project" && "$podstack" digest smoke 2>/dev/null)
 echo "v1 $tag1 $digest1"
 echo "v2 $tag2 $digest2"
 
-json() { # json FILTER < document: a value by a python expression over `d`
-    python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"
-}
-
 run_pod() { # name image volume [docker run args...]
     local name=$1 image=$2 volume=$3
     shift 3
     "$docker" run -d --label podstack-e2e --name "$name" -v "$volume:/workspace" \
         -p 127.0.0.1::7777 -p 127.0.0.1::8188 "$@" "$image" >/dev/null
 }
-
-port_of() { "$docker" port "$1" "$2" | sed -n '1s/.*://p'; }
-
-wait_for() { # seconds description command...
-    local seconds=$1 what=$2
-    shift 2
-    for _ in $(seq $((seconds * 4))); do
-        "$@" >/dev/null 2>&1 && return 0
-        sleep 0.25
-    done
-    fail "$what (waited ${seconds}s)"
-}
-
-status_of() { curl -fsS "http://127.0.0.1:$(port_of "$1" 7777)/api/status"; }
-
-comfyui_state() { status_of "$1" | json 'd["services"]["comfyui"]["state"]'; }
 
 say "v1 with the digest it was built for: current, one user's output in that user's folder"
 vol1="$work/volume1"

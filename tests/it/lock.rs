@@ -537,10 +537,6 @@ fn locks_torch_and_what_it_needs_from_its_cuda_index() {
     let manifest = std::fs::read_to_string(project.path().join("stacks/t.toml"))
         .expect("manifest")
         .replace(
-            "debian:bookworm",
-            "nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04",
-        )
-        .replace(
             "[comfyui]",
             "[torch]\nversion = \"2.8.0\"\ncuda = \"12.9\"\ntorchvision = \"0.23.0\"\ntorchaudio = \"2.8.0\"\n\n[comfyui]",
         );
