@@ -112,6 +112,12 @@ fn locks_small_packages_from_pypi_with_their_dependencies() {
     ] {
         assert!(run.stderr.contains(line), "{line} in\n{}", run.stderr);
     }
+    assert!(
+        run.stdout
+            .ends_with("pip downloads at most 1 MB of wheels (0 MB for the torch layer)\n"),
+        "{}",
+        run.stdout
+    );
     let lock = std::fs::read_to_string(project.lock_file()).expect("lock file");
     assert!(
         lock.contains(&format!(
