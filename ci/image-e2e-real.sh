@@ -83,7 +83,9 @@ tar -xzf "$tarball" -C "$work/comfyui"
     cd "$work/comfyui"
     export GIT_AUTHOR_NAME=podstack GIT_AUTHOR_EMAIL=e2e@podstack GIT_AUTHOR_DATE=2025-10-12T00:00:00Z
     export GIT_COMMITTER_NAME=podstack GIT_COMMITTER_EMAIL=e2e@podstack GIT_COMMITTER_DATE=2025-10-12T00:00:00Z
-    git init -q -b master . && git add -A && git commit -q -m "ComfyUI 0.3.64 (a125cd84) from the vendored tarball"
+    # -f: the tree is the commit's, files its .gitignore names included (custom_nodes/ is
+    # ignored there, yet tracked upstream: without it ComfyUI 0.3.64 dies at start).
+    git init -q -b master . && git add -A -f && git commit -q -m "ComfyUI 0.3.64 (a125cd84) from the vendored tarball"
 )
 commit=$(git -C "$work/comfyui" rev-parse HEAD)
 git clone -q --bare "$work/comfyui" "$work/git/comfyui.git"

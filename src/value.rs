@@ -145,9 +145,9 @@ impl GitRef {
 }
 
 /// An https git repository URL: a DNS host, no credentials, no query or fragment, written as
-/// the URL standard writes it (so it is one word and means what it shows). Plain http only on
-/// the loopback address (`http://127.0.0.1:PORT/...`), where nothing sits in between: a
-/// repository served from the building machine, as the real-image test does.
+/// the URL standard writes it (so it is one word and means what it shows). Plain http only to
+/// this machine (`localhost` or a loopback address, as for download URLs), where nothing sits in
+/// between: a repository served from the building machine, as the real-image test does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitUrl(Url);
 
@@ -163,9 +163,10 @@ impl GitUrl {
         match (url.scheme(), url.host()) {
             ("https", Some(Host::Domain(domain))) if is_dns_name(domain) => {}
             ("https", _) => return Err(fail(": its host is not a DNS name")),
+            ("http", Some(Host::Domain("localhost"))) => {}
             ("http", Some(Host::Ipv4(ip))) if ip.is_loopback() => {}
             ("http", Some(Host::Ipv6(ip))) if ip.is_loopback() => {}
-            ("http", _) => return Err(fail(": plain http is only for 127.0.0.1")),
+            ("http", _) => return Err(fail(": plain http is only for localhost")),
             _ => return Err(fail("")),
         }
         if !url.username().is_empty() || url.password().is_some() {
