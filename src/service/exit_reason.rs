@@ -36,6 +36,16 @@ pub enum Termination {
     Killed { signal: i32 },
 }
 
+/// For log lines: `exit code 0`, `signal 15 (SIGTERM)`.
+impl std::fmt::Display for Termination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Exited { code } => write!(f, "exit code {code}"),
+            Self::Killed { signal } => write!(f, "signal {signal} ({})", signal_name(signal)),
+        }
+    }
+}
+
 impl From<ExitStatus> for Termination {
     fn from(status: ExitStatus) -> Self {
         match (status.signal(), status.code()) {
@@ -337,6 +347,16 @@ mod tests {
     use super::*;
 
     const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn a_termination_reads_as_words_in_a_log_line() {
+        // The real image's stop logged `Killed { signal: 15 }` before.
+        assert_eq!(
+            Termination::Killed { signal: 15 }.to_string(),
+            "signal 15 (SIGTERM)"
+        );
+        assert_eq!(Termination::Exited { code: 0 }.to_string(), "exit code 0");
+    }
 
     fn write(root: &Path, path: &str, text: &str) {
         let path = root.join(path);

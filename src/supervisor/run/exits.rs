@@ -24,7 +24,7 @@ impl Pod {
         };
         let pid = process.group.leader();
         if stopping {
-            tracing::info!("{} stopped (pid {pid}, {termination:?})", name_of(kind));
+            tracing::info!("{} stopped (pid {pid}, {termination})", name_of(kind));
         } else {
             tracing::warn!("{said} (pid {pid})");
         }
