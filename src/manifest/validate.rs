@@ -969,7 +969,7 @@ impl Checker {
             None => self.unpinned(
                 key,
                 format!("`{url}` points at a moving branch, and no sha256 pins the file behind it"),
-                &format!("add its sha256 (`podstack lock` records a wheel's), or {fixed}: the file behind this URL can change (L5)"),
+                format!("add its sha256 (`podstack lock` records a wheel's), or {fixed}: the file behind this URL can change (L5)"),
             ),
         }
         true
