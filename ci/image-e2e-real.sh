@@ -261,6 +261,8 @@ code=$("$docker" inspect -f '{{ .State.ExitCode }}' "$pod")
 "$docker" logs --tail 15 "$pod" 2>&1 | sed 's/^/  pod: /'
 [ "$code" = 0 ] || fail "the pod exited with $code"
 uploaded "$last" || fail "$(basename "$last") is not on the remote after the stop"
+# What the real ComfyUI printed, for the recordings the tests replay (tests/fixtures/README.md).
+cp "$volume"/.podstack/logs/*/comfyui.log target/e2e-real/comfyui.log
 
 say "figures"
 cat <<EOF | tee target/e2e-real/figures.txt
