@@ -988,15 +988,9 @@ fn sigterm_runs_the_final_sync_before_the_supervisor_exits() {
         folder(report, "alice", "output")["last_success_ms"].is_u64()
     });
     let last = pod.volume.join("output/alice/last.png");
+    // Saved right before the stop, as the real ComfyUI image run found: the final pass runs
+    // after every service stopped, so it takes files however young they are.
     write(&last, b"the last image");
-    // The final pass leaves files modified within the last second (still being written).
-    eventually("the last image to be a second old", || {
-        std::fs::metadata(&last)
-            .and_then(|meta| meta.modified())
-            .ok()
-            .and_then(|at| at.elapsed().ok())
-            .filter(|age| *age > Duration::from_millis(1100))
-    });
     let status = pod.signal_and_wait("TERM");
     assert_eq!(status.code(), Some(0), "{}", pod.output());
     assert!(
