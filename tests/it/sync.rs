@@ -685,18 +685,23 @@ impl Remote {
     }
 }
 
-/// Every file under `dir` by relative path, with the sha256 of its content.
+/// Every file under `dir` by relative path, with the sha256 of its content. A file that a
+/// pass under way moves away between the listing and the read is not there.
 fn digests(dir: &Path) -> BTreeMap<String, String> {
     use sha2::{Digest, Sha256};
     files_under(dir)
         .into_keys()
-        .map(|path| {
-            let bytes = std::fs::read(dir.join(&path)).expect("read the file");
+        .filter_map(|path| {
+            let bytes = match std::fs::read(dir.join(&path)) {
+                Ok(bytes) => bytes,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(err) => panic!("cannot read {path}: {err}"),
+            };
             let digest: String = Sha256::digest(&bytes)
                 .iter()
                 .map(|byte| format!("{byte:02x}"))
                 .collect();
-            (path, digest)
+            Some((path, digest))
         })
         .collect()
 }
