@@ -31,6 +31,7 @@ pub mod probe;
 pub mod run;
 pub mod self_check;
 pub mod settings;
+pub mod slots;
 pub mod status;
 pub mod stream_slots;
 pub mod usage;

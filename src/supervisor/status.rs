@@ -83,25 +83,25 @@ pub struct AuthStatus {
     pub anonymous_status: bool,
 }
 
-/// Each service slot of the pod.
+/// Each service of the pod.
 #[derive(Debug, Clone, Serialize)]
 pub struct Services {
     pub comfyui: ServiceStatus,
-    pub jupyter: Slot,
-    pub sync: Slot,
+    pub jupyter: OptionalService,
+    pub sync: OptionalService,
 }
 
 /// A service that may be run by this pod.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
-pub enum Slot {
+pub enum OptionalService {
     Service(ServiceStatus),
-    Off(SlotOff),
+    Off(ServiceOff),
 }
 
-/// A slot with nothing to run.
+/// A service with nothing to run.
 #[derive(Debug, Clone, Serialize)]
-pub struct SlotOff {
+pub struct ServiceOff {
     /// `disabled` (the manifest turns it off) or `not-configured`.
     pub state: &'static str,
     pub note: String,
@@ -226,12 +226,12 @@ impl Status {
         let services: Vec<(&str, &ServiceStatus)> = [
             Some(("comfyui", &self.services.comfyui)),
             match &self.services.jupyter {
-                Slot::Service(jupyter) => Some(("jupyter", jupyter)),
-                Slot::Off(_) => None,
+                OptionalService::Service(jupyter) => Some(("jupyter", jupyter)),
+                OptionalService::Off(_) => None,
             },
             match &self.services.sync {
-                Slot::Service(sync) => Some(("sync", sync)),
-                Slot::Off(_) => None,
+                OptionalService::Service(sync) => Some(("sync", sync)),
+                OptionalService::Off(_) => None,
             },
         ]
         .into_iter()

@@ -8,7 +8,9 @@ use super::Pod;
 use crate::service::status::ServiceStatus;
 use crate::supervisor::attention;
 use crate::supervisor::gpu::Device;
-use crate::supervisor::status::{AttentionStatus, Services, Slot, SlotOff, StackStatus, Status};
+use crate::supervisor::status::{
+    AttentionStatus, OptionalService, ServiceOff, Services, StackStatus, Status,
+};
 use crate::sync::SyncHandle;
 
 impl Pod {
@@ -33,8 +35,10 @@ impl Pod {
             )
         }));
         let jupyter = match &self.jupyter {
-            Some((service, _)) => Slot::Service(service.status("/api/logs?service=jupyter")),
-            None => Slot::Off(SlotOff {
+            Some((service, _)) => {
+                OptionalService::Service(service.status("/api/logs?service=jupyter"))
+            }
+            None => OptionalService::Off(ServiceOff {
                 state: "disabled",
                 note: "JupyterLab is off (runtime.jupyter.enabled)".to_owned(),
             }),
@@ -69,8 +73,8 @@ impl Pod {
                 },
                 jupyter,
                 sync: match &self.sync {
-                    Some(sync) => Slot::Service(sync.report().service.clone()),
-                    None => Slot::Off(SlotOff {
+                    Some(sync) => OptionalService::Service(sync.report().service.clone()),
+                    None => OptionalService::Off(ServiceOff {
                         state: "not-configured",
                         note: "no [sync] section in the stack manifest".to_owned(),
                     }),
