@@ -5,7 +5,12 @@
 #     so the probe returns at once);
 #   - POST /api/start latency p50/p99 over 200 starts (users alternate, so each start also
 #     stops the previous ComfyUI);
-#   - GET /api/status p99 under 200 concurrent clients (wrk, 10 s);
+#   - GET /api/status p99 under 200 concurrent clients (wrk, 10 s; target <= 5 ms), and the
+#     supervisor's peak RSS meanwhile (VmHWM, reset through /proc/<pid>/clear_refs; target
+#     <= 20 MB);
+#   - two bursts of 1,000 connections on GET /api/status (wrk, 10 s each; the panel keeps 512
+#     open): peak RSS, and RSS 5 s after each and 15 s after the second (idle connections
+#     close after 10 s);
 #   - the supervisor's RSS when idle (target <= 20 MB).
 # Usage: ci/bench-supervisor.sh   (installs wrk from Debian when missing)
 set -euo pipefail
@@ -88,5 +93,19 @@ print(f"POST /api/start, 200 starts: p50 {statistics.median(latencies):.2f} ms, 
       f"p99 {latencies[int(len(latencies) * 0.99) - 1]:.2f} ms, max {latencies[-1]:.2f} ms")
 PY
 
-echo "GET /api/status under 200 concurrent clients (wrk, 2 threads, 10 s):"
-wrk -t2 -c200 -d10s --latency "http://127.0.0.1:$port/api/status" | grep -E "Latency|50%|99%|Requests/sec|Non-2xx|Socket errors"
+mb() { awk -v field="$1:" '$1 == field { printf "%.1f MB", $2 / 1024 }' "/proc/$pid/status"; }
+reset_peak() { echo 5 >"/proc/$pid/clear_refs"; }
+
+sleep 2
+echo "supervisor RSS before the status load: $(mb VmRSS)"
+for clients in 200 1000 1000; do
+    echo "GET /api/status under $clients concurrent connections (wrk, 2 threads, 10 s):"
+    reset_peak
+    wrk -t2 -c"$clients" -d10s --latency "http://127.0.0.1:$port/api/status" |
+        grep -E "Latency|50%|99%|requests in|Requests/sec|Non-2xx|Socket errors"
+    echo "  supervisor RSS: peak during the run $(mb VmHWM), at its end $(mb VmRSS)"
+    sleep 5
+    echo "  5 s after: $(mb VmRSS)"
+done
+sleep 10
+echo "  15 s after the second 1,000-connection burst: $(mb VmRSS)"

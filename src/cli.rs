@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::lock::lockfile::{self, Lockfile};
+use crate::lock::lockfile::{self, Layer, Lockfile};
 use crate::manifest::{self, Loaded, Located};
 use crate::outcome::Outcome;
 use crate::problem::Severity;
@@ -658,6 +658,21 @@ fn lock(arg: &str, updates: &[String]) -> anyhow::Result<Outcome> {
         locked.fetched,
         started.elapsed().as_secs_f64()
     );
+    if locked.lock.python.is_some() {
+        let packages = &locked.lock.packages;
+        let (bytes, unknown) = lockfile::download_size(packages);
+        let (torch, _) =
+            lockfile::download_size(packages.iter().filter(|p| p.layer == Layer::Torch));
+        let unknown = match unknown {
+            0 => String::new(),
+            n => format!("; {n} package(s) of unknown size"),
+        };
+        println!(
+            "pip downloads at most {} MB of wheels ({} MB for the torch layer){unknown}",
+            bytes.div_ceil(1_000_000),
+            torch.div_ceil(1_000_000)
+        );
+    }
     Ok(Outcome::Ok)
 }
 

@@ -8,7 +8,7 @@ use include_dir::{include_dir, Dir};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
 
-use crate::compat::PYTORCH_INDEX;
+use crate::compat::{Compat, PYTORCH_INDEX};
 use crate::deploy::DeployContext;
 use crate::digest::{DigestInputs, StackDigest};
 use crate::lock::{Layer, LockedPackage, Lockfile};
@@ -140,6 +140,10 @@ struct TorchContext {
     /// torch.lock.txt's lines: torch's closure with hashes when locked, else the three specs.
     requirements: Vec<PipRequirement>,
     hashed: bool,
+    /// `NVIDIA_VISIBLE_DEVICES` and `NVIDIA_DRIVER_CAPABILITIES`: a torch stack is a GPU
+    /// stack, and the NVIDIA container runtime injects the driver into an image that sets them.
+    nvidia_visible_devices: String,
+    nvidia_driver_capabilities: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -436,11 +440,14 @@ impl<'a> RenderContext<'a> {
                 torch_specs.push(PipRequirement::pinned(&name, &local, &[]));
             }
         }
+        let driver = Compat::embedded().driver_environment();
         let torch = manifest.torch.as_ref().map(|torch| TorchContext {
             index_url: (torch.index == TorchIndex::Pytorch)
                 .then(|| format!("{PYTORCH_INDEX}/{}", torch.cuda.torch_variant())),
             requirements: layers.torch.clone().unwrap_or_else(|| torch_specs.clone()),
             hashed: layers.torch.is_some(),
+            nvidia_visible_devices: driver.visible_devices.clone(),
+            nvidia_driver_capabilities: driver.capabilities.join(","),
         });
 
         let mut wheels = Vec::new();

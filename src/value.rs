@@ -145,7 +145,9 @@ impl GitRef {
 }
 
 /// An https git repository URL: a DNS host, no credentials, no query or fragment, written as
-/// the URL standard writes it (so it is one word and means what it shows).
+/// the URL standard writes it (so it is one word and means what it shows). Plain http only to
+/// this machine (`localhost` or a loopback address, as for download URLs), where nothing sits in
+/// between: a repository served from the building machine, as the real-image test does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GitUrl(Url);
 
@@ -158,12 +160,14 @@ impl GitUrl {
             )
         };
         let url = Url::parse(text).map_err(|err| fail(&format!(": {err}")))?;
-        if url.scheme() != "https" {
-            return Err(fail(""));
-        }
-        match url.host() {
-            Some(Host::Domain(domain)) if is_dns_name(domain) => {}
-            _ => return Err(fail(": its host is not a DNS name")),
+        match (url.scheme(), url.host()) {
+            ("https", Some(Host::Domain(domain))) if is_dns_name(domain) => {}
+            ("https", _) => return Err(fail(": its host is not a DNS name")),
+            ("http", Some(Host::Domain("localhost"))) => {}
+            ("http", Some(Host::Ipv4(ip))) if ip.is_loopback() => {}
+            ("http", Some(Host::Ipv6(ip))) if ip.is_loopback() => {}
+            ("http", _) => return Err(fail(": plain http is only for localhost")),
+            _ => return Err(fail("")),
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err(fail(": it carries a user name or password"));
@@ -870,7 +874,10 @@ mod tests {
     #[test]
     fn git_urls_and_refs_are_never_options_or_commands() {
         assert!(GitUrl::parse("https://github.com/Comfy-Org/ComfyUI").is_ok());
+        assert!(GitUrl::parse("http://127.0.0.1:9418/comfyui.git").is_ok());
         for bad in [
+            "http://github.com/Comfy-Org/ComfyUI",
+            "http://10.0.0.1/comfyui.git",
             "--upload-pack=touch /tmp/x",
             "https://x; id",
             "https://x/$(id)",

@@ -10,12 +10,15 @@ use pep440_rs::Version;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+mod base_image;
 mod gpu;
 mod kernel;
 mod rclone;
 mod torch;
 mod xformers;
 
+use base_image::BaseFacts;
+pub use base_image::DriverEnvironment;
 pub use gpu::Gpu;
 pub use kernel::{ArchSupport, KernelArch, KernelWheel};
 pub use rclone::{RcloneFacts, RcloneVersion};
@@ -31,6 +34,7 @@ pub struct Compat {
     kernels: Vec<KernelWheel>,
     gpus: Vec<Gpu>,
     rclone: RcloneFacts,
+    bases: BaseFacts,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +71,7 @@ static EMBEDDED: LazyLock<Compat> = LazyLock::new(|| {
         kernels: embedded::<KernelsFile>("kernels.toml", include_str!("data/kernels.toml")).kernel,
         gpus: embedded::<GpusFile>("gpus.toml", include_str!("data/gpus.toml")).gpu,
         rclone: embedded("rclone.toml", include_str!("data/rclone.toml")),
+        bases: embedded("bases.toml", include_str!("data/bases.toml")),
     }
 });
 
@@ -132,6 +137,15 @@ fn version_list<'a>(versions: impl IntoIterator<Item = &'a Version>) -> String {
         .map(Version::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A list for a message: `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// Alternatives for a message: `a`, `a or b`, `a, b or c`.

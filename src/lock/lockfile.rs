@@ -102,6 +102,32 @@ pub struct LockedPackage {
     pub files: Vec<LockedFile>,
 }
 
+impl LockedPackage {
+    /// What pip downloads for it: one of its files, so at most the largest. `None` when the
+    /// index did not give every file's size.
+    pub fn download_size(&self) -> Option<u64> {
+        self.files
+            .iter()
+            .map(|file| file.size)
+            .collect::<Option<Vec<u64>>>()?
+            .into_iter()
+            .max()
+    }
+}
+
+/// The most bytes pip downloads for `packages` (the estimate of an image's Python layers that
+/// the README's stack sizes start from), and how many packages have a file of unknown size.
+pub fn download_size<'a>(packages: impl IntoIterator<Item = &'a LockedPackage>) -> (u64, usize) {
+    packages
+        .into_iter()
+        .fold((0, 0), |(bytes, unknown), package| {
+            match package.download_size() {
+                Some(size) => (bytes + size, unknown),
+                None => (bytes, unknown + 1),
+            }
+        })
+}
+
 /// A release file: its name, sha256 and (when the index says) size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -524,6 +550,38 @@ fn quote(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::version::{GlibcVersion, PythonVersion};
+
+    fn package(name: &str, sizes: &[Option<u64>]) -> LockedPackage {
+        LockedPackage {
+            name: name.to_owned(),
+            version: "1".to_owned(),
+            layer: Layer::Packages,
+            files: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, size)| LockedFile {
+                    file: format!("{name}-{i}.whl"),
+                    sha256: "0".repeat(64),
+                    size: *size,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn download_size_counts_the_largest_file_of_each_package() {
+        // pip installs one file per package (charset-normalizer locks three).
+        let packages = [
+            package(
+                "charset-normalizer",
+                &[Some(263_382), Some(234_407), Some(68_878)],
+            ),
+            package("torch", &[Some(888_063_640)]),
+            package("unsized", &[Some(1), None]),
+        ];
+        assert_eq!(download_size(&packages), (888_327_022, 1));
+        assert_eq!(download_size(&packages[..0]), (0, 0));
+    }
 
     fn sample() -> Lockfile {
         Lockfile {

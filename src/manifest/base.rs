@@ -1,19 +1,10 @@
 //! Facts about a base image that its tag tells: the CUDA of an `nvidia/cuda` image and the
-//! glibc of the distribution it is built on, used when `[base]` leaves them out.
+//! glibc of the distribution it is built on (from the compat data), used when `[base]` leaves
+//! them out.
 
 use super::Base;
+use crate::compat::Compat;
 use crate::version::{CudaVersion, GlibcVersion};
-
-/// glibc of distributions that GPU base images are built on, by the name used in tags.
-/// Sources: packages.ubuntu.com and packages.debian.org, package `libc6`.
-const DISTRO_GLIBC: &[(&str, GlibcVersion)] = &[
-    ("ubuntu20.04", GlibcVersion::new(2, 31)),
-    ("ubuntu22.04", GlibcVersion::new(2, 35)),
-    ("ubuntu24.04", GlibcVersion::new(2, 39)),
-    ("bullseye", GlibcVersion::new(2, 31)),
-    ("bookworm", GlibcVersion::new(2, 36)),
-    ("trixie", GlibcVersion::new(2, 41)),
-];
 
 impl Base {
     /// `cuda`, or the `X.Y` of an `nvidia/cuda:X.Y.Z-...` tag.
@@ -28,10 +19,9 @@ impl Base {
     /// `glibc`, or the glibc of a distribution named in the tag.
     pub fn glibc_version(&self) -> Option<GlibcVersion> {
         self.glibc.or_else(|| {
-            DISTRO_GLIBC
-                .iter()
-                .find(|(distro, _)| self.image.contains(distro))
-                .map(|(_, glibc)| *glibc)
+            Compat::embedded()
+                .distro_of(&self.image)
+                .map(|distro| distro.glibc)
         })
     }
 }

@@ -829,7 +829,7 @@ impl Checker {
         let mut dests = BTreeSet::new();
         for (i, model) in manifest.models.iter().enumerate() {
             let key = format!("model[{i}]");
-            self.https_url(&format!("{key}.url"), &model.url);
+            self.file_url(&format!("{key}.url"), &model.url, model.sha256.as_deref());
             self.sha256(
                 &format!("{key}.sha256"),
                 model.sha256.as_deref(),
@@ -871,7 +871,7 @@ impl Checker {
         }
         for (i, wheel) in manifest.wheels.iter().enumerate() {
             let key = format!("wheel[{i}]");
-            if self.https_url(&format!("{key}.url"), &wheel.url)
+            if self.file_url(&format!("{key}.url"), &wheel.url, wheel.sha256.as_deref())
                 && DownloadUrl::parse(&wheel.url).is_ok_and(|url| url.url().fragment().is_some())
             {
                 self.error(
@@ -889,8 +889,8 @@ impl Checker {
         }
     }
 
-    /// The compatibility rules: wheel tags, torch x CUDA x Python, companions, GPU targets,
-    /// kernel coverage and the base image's CUDA.
+    /// The compatibility rules: wheel tags, the base's Python, torch x CUDA x Python,
+    /// companions, GPU targets, kernel coverage and the base image's CUDA.
     fn compat(&mut self, manifest: &Manifest) {
         let compat = Compat::embedded();
         let platform = Platform::linux_x86_64(manifest.base.python, manifest.base.glibc_version());
@@ -901,6 +901,11 @@ impl Checker {
                 self.problems.push(problem);
             }
         }
+        self.push(compat.check_base_python(
+            "base.python",
+            &manifest.base.image,
+            manifest.base.python,
+        ));
         let Some(torch) = &manifest.torch else {
             return;
         };
@@ -973,13 +978,11 @@ impl Checker {
             build,
             &manifest.gpu.targets,
         ));
-        match manifest.base.cuda_version() {
-            Some(base_cuda) => self.push(release.check_base_cuda("base.image", build, base_cuda)),
-            None => self.error(
-                "base.image",
-                format!("cannot tell which CUDA `{}` has", manifest.base.image),
-                "set `cuda = \"X.Y\"` under [base]",
-            ),
+        // torch's nvidia-* wheels bring the CUDA libraries; a base without CUDA is the lean
+        // choice, and one with CUDA is a second copy (and must not be older than torch's).
+        if let Some(base_cuda) = manifest.base.cuda_version() {
+            self.push(release.check_base_cuda("base.image", build, base_cuda));
+            self.push(compat.check_cuda_base_duplicates("base.image", &manifest.base.image));
         }
         for (i, wheel) in manifest.wheels.iter().enumerate() {
             let Ok(parsed) = wheel.file_name().parse::<WheelFilename>() else {
@@ -1060,6 +1063,35 @@ impl Checker {
                 "link a fixed revision (e.g. `/resolve/<commit>/` on Hugging Face): the file behind this URL can change (L5)",
             );
             return false;
+        }
+        true
+    }
+
+    /// Whether `url` is a download URL of a file. One on a moving branch is pinned by its
+    /// sha256 alone (the field's kernel wheels live at `resolve/main` URLs): a changed file
+    /// then fails the build's hash check instead of installing something else (L5).
+    fn file_url(&mut self, key: &str, url: &str, sha256: Option<&str>) -> bool {
+        if self.parsed(key, DownloadUrl::parse(url)).is_none() {
+            return false;
+        }
+        if !MUTABLE_URL_PARTS.iter().any(|part| url.contains(part)) {
+            return true;
+        }
+        let fixed =
+            "link a fixed revision when one is known (e.g. `/resolve/<commit>/` on Hugging Face)";
+        match sha256 {
+            Some(_) => self.problems.push(
+                Problem::warning(
+                    key,
+                    format!("`{url}` points at a moving branch; its sha256 pins the file, so a changed file fails the build"),
+                )
+                .with_hint(fixed),
+            ),
+            None => self.unpinned(
+                key,
+                format!("`{url}` points at a moving branch, and no sha256 pins the file behind it"),
+                format!("add its sha256 (`podstack lock` records a wheel's), or {fixed}: the file behind this URL can change (L5)"),
+            ),
         }
         true
     }

@@ -359,6 +359,13 @@ mod tests {
 
     const GIB: u64 = 1 << 30;
 
+    #[test]
+    fn a_termination_reads_as_words_in_a_log_line() {
+        // The real image's stop logged `Killed { signal: 15 }` before.
+        assert_eq!(Termination::Killed { signal: 15 }.how(), "by SIGTERM");
+        assert_eq!(Termination::Exited { code: 0 }.how(), "with exit code 0");
+    }
+
     fn write(root: &Path, path: &str, text: &str) {
         let path = root.join(path);
         fs::create_dir_all(path.parent().unwrap()).unwrap();

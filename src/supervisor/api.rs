@@ -44,6 +44,7 @@ use crate::service::clock::now_ms;
 use crate::service::logs::{utc_timestamp, LogLine, SUPERVISOR};
 use crate::service::state::{ServiceState, UnixMillis};
 use crate::sync::layout::UserFolder;
+use crate::sync::SyncHandle;
 use crate::user::UserName;
 use tokio_util::io::ReaderStream;
 
@@ -512,8 +513,9 @@ async fn fetch_models(State(state): State<AppState>) -> impl IntoResponse {
 
 /// The sync service's report: per user and folder, who syncs it and how it is doing.
 async fn sync(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let status = state.control.status();
-    let report = status.sync.clone().ok_or_else(|| {
+    // Straight from the sync service: the status is republished only when its JSON changes,
+    // and the sync's figures are not in it.
+    let report = state.sync.as_ref().map(SyncHandle::report).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "this pod syncs nothing: the stack has no [sync] section",
@@ -620,7 +622,10 @@ async fn metrics_history(
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.control.status().metrics(now_ms()),
+        state.control.status().metrics(
+            now_ms(),
+            state.sync.as_ref().map(SyncHandle::report).as_deref(),
+        ),
     )
 }
 

@@ -280,6 +280,44 @@ invalid prompt: {'type': 'invalid_prompt', 'message': 'Cannot execute because no
         LogEvent::Stage { name, percent }
     }
 
+    /// What the real ComfyUI 0.3.64 printed in the `comfyui-cu128` image, on the CPU, with
+    /// torch 2.8.0+cu128 and xformers installed, then two EmptyImage -> SaveImage prompts
+    /// (`ci/image-e2e-real.sh`; podstack's timestamps taken off).
+    const RECORDED_IN_THE_IMAGE: &str =
+        include_str!("../../tests/fixtures/comfyui-0.3.64-image/startup-and-two-prompts.log");
+
+    #[test]
+    fn follows_the_real_image_start_up_and_its_prompts() {
+        let mut watch = LogWatch::default();
+        let events: Vec<LogEvent> = RECORDED_IN_THE_IMAGE
+            .lines()
+            .flat_map(|line| watch.line(line))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                stage("preparing folders", 10),
+                stage("detecting the device", 25),
+                stage("loading PyTorch", 35),
+                stage("loading attention", 45),
+                // xformers imports, yet on the CPU ComfyUI uses its sub-quadratic attention.
+                LogEvent::Attention(ConfirmedAttention::Using {
+                    kernel: Kernel::SubQuadratic
+                }),
+                stage("loading ComfyUI", 55),
+                stage("loading custom nodes", 70),
+                stage("starting the server", 90),
+                LogEvent::GuiLinePrinted,
+                LogEvent::PromptQueued,
+                LogEvent::PromptDone {
+                    seconds: Some(0.05)
+                },
+                LogEvent::PromptQueued,
+                LogEvent::PromptDone { seconds: Some(0.0) },
+            ]
+        );
+    }
+
     #[test]
     fn follows_the_recorded_start_up() {
         let mut watch = LogWatch::default();

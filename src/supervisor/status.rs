@@ -59,10 +59,6 @@ pub struct Status {
     pub prompt: Option<PromptProgress>,
     /// The machine's newest sample (GPUs, CPU, RAM, the volume, ComfyUI's queue).
     pub host: Option<Arc<HostSample>>,
-    /// The sync service's full report, served by `GET /api/sync` (the slot in `services`
-    /// has its state).
-    #[serde(skip)]
-    pub sync: Option<Arc<SyncReport>>,
 }
 
 /// One ComfyUI slot.
@@ -235,8 +231,9 @@ impl Status {
         now.saturating_sub(self.started_ms) / 1000
     }
 
-    /// The Prometheus text exposition of the status at `now`.
-    pub fn metrics(&self, now: UnixMillis) -> String {
+    /// The Prometheus text exposition of the status at `now`, with the sync service's figures
+    /// when the pod syncs.
+    pub fn metrics(&self, now: UnixMillis, sync: Option<&SyncReport>) -> String {
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -312,7 +309,7 @@ impl Status {
             "Seconds from the start request to ready, of the last start.",
             &latency,
         );
-        if let Some(sync) = &self.sync {
+        if let Some(sync) = sync {
             sync.metrics(&mut out);
         }
         out

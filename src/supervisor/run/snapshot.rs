@@ -1,6 +1,7 @@
 //! The pod's status as the orchestrator publishes it after every change: the stack, the
 //! verification, users, GPUs, every ComfyUI slot (who, port, GPUs, attention requested and
-//! confirmed, its service), the other services (the sync's report included) and the warnings.
+//! confirmed, its service), the other services (the sync service's state; its full report is
+//! read from the sync service itself) and the warnings.
 
 use std::time::Duration;
 
@@ -12,7 +13,6 @@ use crate::supervisor::gpu::Device;
 use crate::supervisor::status::{
     AttentionStatus, OptionalService, ServiceOff, Services, SlotStatus, StackStatus, Status,
 };
-use crate::sync::SyncHandle;
 
 impl Pod {
     pub(super) fn snapshot(&self) -> Status {
@@ -84,7 +84,6 @@ impl Pod {
             import_failed: slots[0].import_failed.clone(),
             prompt: slots[0].prompt,
             host,
-            sync: self.sync.as_ref().map(SyncHandle::report),
             slots,
         }
     }

@@ -222,7 +222,7 @@ impl Syncer {
             self.cool_downs = 0;
             // The pass covered the changes older than its start, less min_age unless final.
             let held_back = if running.final_pass {
-                crate::sync::pass::FINAL_MIN_AGE
+                Duration::ZERO
             } else {
                 self.sync.min_age.0
             };
