@@ -119,6 +119,14 @@ impl Manifest {
                 .clamp(1, u16::from(MAX_SLOTS)),
         }
     }
+
+    /// The ComfyUI port of each slot a pod is expected to run: `runtime.comfyui_port + N`
+    /// (validation keeps them under 65536).
+    pub fn comfyui_ports(&self) -> Vec<u16> {
+        (0..self.slots_per_pod())
+            .map_while(|slot| self.runtime.comfyui_port.checked_add(slot))
+            .collect()
+    }
 }
 
 fn default_replicas() -> u32 {
