@@ -666,6 +666,7 @@ function renderControls(s) {
   open.hidden = !ready;
   if (shown.url && open.getAttribute("href") !== shown.url) open.href = shown.url;
   setText("open", openWords(shown, user));
+  open.classList.toggle("open", !shown.user || shown.user === user);
   renderSlots(s, slots, user);
 
   $("add-user").hidden = !s.allow_new_users;

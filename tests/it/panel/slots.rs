@@ -57,13 +57,13 @@ fn taking_a_one_gpu_pod_from_alice_asks_naming_her_and_declining_changes_nothing
                 "Switch to bob, and alice's link labelled as hers",
                 "const o = document.querySelector('#open'); \
                  return document.querySelector('#launch').innerText === 'Switch to bob' && !o.hidden \
-                   && [o.innerText, document.querySelector('#slots').hidden]",
+                   && [o.innerText, o.classList.contains('open'), document.querySelector('#slots').hidden]",
             )
             .await;
         assert_eq!(
             shown,
-            json!(["alice's ComfyUI", true]),
-            "one card on a one-slot pod"
+            json!(["alice's ComfyUI", false, true]),
+            "someone else's link is not the green Open; one card on a one-slot pod"
         );
 
         answer_confirm(&browser, false).await;
