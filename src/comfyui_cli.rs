@@ -28,6 +28,10 @@ pub const MANAGED_FLAGS: &[(&str, &str)] = &[
     ),
     ("--base-directory", "podstack sets each folder on its own"),
     (
+        "--cuda-device",
+        "podstack gives each ComfyUI slot its GPUs (runtime.slots)",
+    ),
+    (
         "--database-url",
         "podstack gives each user <volume>/users/<user>/comfyui.db",
     ),

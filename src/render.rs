@@ -479,7 +479,8 @@ impl<'a> RenderContext<'a> {
             });
         }
 
-        let mut ports = vec![manifest.runtime.panel_port, manifest.runtime.comfyui_port];
+        let mut ports = vec![manifest.runtime.panel_port];
+        ports.extend(manifest.comfyui_ports());
         if manifest.runtime.jupyter.enabled {
             ports.push(manifest.runtime.jupyter.port);
         }
@@ -553,10 +554,14 @@ fn runpod_template(manifest: &Manifest, shown_as: &str, digest: &str) -> String 
     let deploy = &manifest.deploy;
     let image = image_name(manifest, digest);
     let runtime = &manifest.runtime;
-    let mut ports = vec![
-        format!("{}/http", runtime.panel_port),
-        format!("{}/http", runtime.comfyui_port),
-    ];
+    // Every slot's ComfyUI port, so RunPod's proxy serves each slot's Open link.
+    let mut ports = vec![format!("{}/http", runtime.panel_port)];
+    ports.extend(
+        manifest
+            .comfyui_ports()
+            .into_iter()
+            .map(|port| format!("{port}/http")),
+    );
     if runtime.jupyter.enabled {
         ports.push(format!("{}/http", runtime.jupyter.port));
     }

@@ -45,7 +45,7 @@ pub struct Pod {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PodPlan {
     pub panel: NamedPort,
-    /// The ComfyUI ports of one pod: one today; one per slot once a pod runs several.
+    /// The ComfyUI ports of one pod, one per slot (`Manifest::slots_per_pod`).
     pub comfyui: Vec<NamedPort>,
     pub jupyter: Option<NamedPort>,
     pub pods: Vec<Pod>,
@@ -70,10 +70,20 @@ impl PodPlan {
             name: "panel".to_owned(),
             port: runtime.panel_port,
         };
-        let comfyui = vec![NamedPort {
-            name: "comfyui".to_owned(),
-            port: runtime.comfyui_port,
-        }];
+        // Slot N's ComfyUI is `comfyui-N` (slot 0 keeps the name it had before slots).
+        let comfyui: Vec<NamedPort> = manifest
+            .comfyui_ports()
+            .into_iter()
+            .enumerate()
+            .map(|(slot, port)| NamedPort {
+                name: if slot == 0 {
+                    "comfyui".to_owned()
+                } else {
+                    format!("comfyui-{slot}")
+                },
+                port,
+            })
+            .collect();
         let jupyter = runtime.jupyter.enabled.then(|| NamedPort {
             name: "jupyter".to_owned(),
             port: runtime.jupyter.port,
@@ -169,12 +179,32 @@ mod tests {
             .map(|p| (p.host, p.container))
             .collect();
         assert_eq!(pod2, [(7779, 7777), (8190, 8188)]);
-        assert_eq!(
-            plan.comfyui.len(),
-            1,
-            "one ComfyUI port per pod until slots"
-        );
+        assert_eq!(plan.comfyui.len(), 1, "no GPU: one ComfyUI slot, one port");
         assert!(plan.clashes().is_empty());
+    }
+
+    #[test]
+    fn every_slot_publishes_its_comfyui_port() {
+        for extra in [
+            "[runtime]\nslots = 2\n[deploy]\nreplicas = 2\n",
+            // per-gpu cannot see the pod's GPUs at build time: gpus_per_pod says how many.
+            "[deploy]\nreplicas = 2\ngpus_per_pod = 2\n",
+        ] {
+            let plan = PodPlan::of(&manifest(extra));
+            let names: Vec<_> = plan
+                .comfyui
+                .iter()
+                .map(|p| (p.name.as_str(), p.port))
+                .collect();
+            assert_eq!(names, [("comfyui", 8188), ("comfyui-1", 8189)], "{extra}");
+            let pod1: Vec<_> = plan.pods[1]
+                .published
+                .iter()
+                .map(|p| (p.host, p.container))
+                .collect();
+            assert_eq!(pod1, [(7779, 7777), (8190, 8188), (8191, 8189)], "{extra}");
+            assert!(plan.clashes().is_empty(), "{:?}", plan.clashes());
+        }
     }
 
     #[test]

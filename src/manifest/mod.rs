@@ -6,9 +6,11 @@
 
 mod base;
 mod parse;
+mod slots;
 mod validate;
 
 pub use parse::{load, Loaded, Located, Source};
+pub use slots::{SlotCount, MAX_SLOTS};
 pub use validate::{is_hex, validate};
 
 use std::collections::BTreeMap;
@@ -105,6 +107,25 @@ impl Manifest {
         self.deploy
             .gpus_per_pod
             .unwrap_or(u32::from(self.torch.is_some()))
+    }
+
+    /// The ComfyUI slots a pod of this stack is expected to run, for the ports it publishes:
+    /// `runtime.slots`, or one per GPU a pod is given (at least one).
+    pub fn slots_per_pod(&self) -> u16 {
+        match self.runtime.slots {
+            SlotCount::Fixed(count) => u16::from(count.get()),
+            SlotCount::PerGpu => u16::try_from(self.gpus_per_pod())
+                .unwrap_or(u16::MAX)
+                .clamp(1, u16::from(MAX_SLOTS)),
+        }
+    }
+
+    /// The ComfyUI port of each slot a pod is expected to run: `runtime.comfyui_port + N`
+    /// (validation keeps them under 65536).
+    pub fn comfyui_ports(&self) -> Vec<u16> {
+        (0..self.slots_per_pod())
+            .map_while(|slot| self.runtime.comfyui_port.checked_add(slot))
+            .collect()
     }
 }
 
@@ -324,8 +345,12 @@ pub struct Runtime {
     pub allow_new_users: bool,
     #[serde(default = "default_panel_port")]
     pub panel_port: u16,
+    /// The first ComfyUI's port; slot N listens on `comfyui_port + N`.
     #[serde(default = "default_comfyui_port")]
     pub comfyui_port: u16,
+    /// How many ComfyUIs the pod runs side by side, one user each: `"per-gpu"` or a number.
+    #[serde(default, skip_serializing_if = "SlotCount::is_per_gpu")]
+    pub slots: SlotCount,
     /// Extra ComfyUI arguments; flags that podstack sets itself are refused.
     #[serde(default)]
     pub comfyui_args: Vec<String>,
@@ -647,6 +672,7 @@ impl Default for Runtime {
             allow_new_users: false,
             panel_port: default_panel_port(),
             comfyui_port: default_comfyui_port(),
+            slots: SlotCount::PerGpu,
             comfyui_args: Vec::new(),
             anonymous_status: false,
             open_panel: false,

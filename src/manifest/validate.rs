@@ -52,7 +52,7 @@ pub fn validate(manifest: &Manifest, strict: bool) -> Vec<Problem> {
     check.python_packages(manifest);
     check.comfyui(&manifest.comfyui);
     check.attention(manifest);
-    check.runtime(&manifest.runtime);
+    check.runtime(&manifest.runtime, manifest.slots_per_pod());
     if let Some(sync) = &manifest.sync {
         check.sync(sync);
     }
@@ -465,7 +465,8 @@ impl Checker {
         }
     }
 
-    fn runtime(&mut self, runtime: &Runtime) {
+    /// `slots`: the ComfyUI slots a pod runs, each on its own port.
+    fn runtime(&mut self, runtime: &Runtime, slots: u16) {
         if !runtime.volume.starts_with('/') {
             self.error(
                 "runtime.volume",
@@ -487,14 +488,37 @@ impl Checker {
                 );
             }
         }
-        let mut ports = vec![
-            ("runtime.panel_port", runtime.panel_port),
-            ("runtime.comfyui_port", runtime.comfyui_port),
-        ];
-        if runtime.jupyter.enabled {
-            ports.push(("runtime.jupyter.port", runtime.jupyter.port));
+        // (the key a clash is reported at, the port as people know it, the port)
+        let mut ports = vec![(
+            "runtime.panel_port",
+            "runtime.panel_port".to_owned(),
+            runtime.panel_port,
+        )];
+        for slot in 0..slots {
+            let (key, name) = match slot {
+                0 => ("runtime.comfyui_port", "runtime.comfyui_port".to_owned()),
+                n => (
+                    "runtime.slots",
+                    format!("slot {n}'s port (runtime.comfyui_port + {n})"),
+                ),
+            };
+            match runtime.comfyui_port.checked_add(slot) {
+                Some(port) => ports.push((key, name, port)),
+                None => self.error(
+                    key,
+                    format!("{name} is past port 65535"),
+                    "lower runtime.comfyui_port or runtime.slots",
+                ),
+            }
         }
-        for (i, (key, port)) in ports.iter().enumerate() {
+        if runtime.jupyter.enabled {
+            ports.push((
+                "runtime.jupyter.port",
+                "runtime.jupyter.port".to_owned(),
+                runtime.jupyter.port,
+            ));
+        }
+        for (i, (key, name, port)) in ports.iter().enumerate() {
             if *port == 0 {
                 self.error(
                     *key,
@@ -502,10 +526,10 @@ impl Checker {
                     "use 1-65535, e.g. 8188",
                 );
             }
-            if let Some((other, _)) = ports[i + 1..].iter().find(|(_, p)| p == port) {
+            if let Some((_, other, _)) = ports[i + 1..].iter().find(|(_, _, p)| p == port) {
                 self.error(
                     *key,
-                    format!("{key} and {other} are both {port}"),
+                    format!("{name} and {other} are both {port}"),
                     "give each service its own port",
                 );
             }

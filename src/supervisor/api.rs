@@ -30,8 +30,13 @@ use super::api_error::ApiError;
 use super::app_state::AppState;
 use super::assets;
 use super::auth;
+use super::control::{Refusal, StartRequest, StopRequest};
 use super::login_limit;
 use super::outputs;
+use super::placement::{Conflict, Seat};
+use super::probe;
+use super::run::COMFYUI_LOGS;
+use super::slots::SlotIndex;
 use super::status::PublishedStatus;
 use super::usage::{self, Month};
 use crate::manifest::SyncFolderKind;
@@ -49,6 +54,8 @@ const BODY_LIMIT: usize = 64 * 1024;
 /// How often the status stream repeats the status when nothing changed, so a client (or a
 /// proxy that buffers) can tell a quiet pod from a dead connection.
 const STATUS_HEARTBEAT: Duration = Duration::from_secs(10);
+/// How long a refusal waits for the busy ComfyUI to tell its queue.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 /// How soon a browser reconnects a dropped stream.
 const STREAM_RETRY: Duration = Duration::from_secs(1);
@@ -115,9 +122,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// `POST /api/start`.
 #[derive(Debug, Deserialize)]
-struct UserBody {
+struct StartBody {
     user: String,
+    /// A slot by number; a free one when absent.
+    #[serde(default)]
+    slot: Option<u8>,
+    /// Take the slot from whoever holds it.
+    #[serde(default)]
+    force: bool,
+}
+
+/// `POST /api/stop`; an empty body stops the only slot's session.
+#[derive(Debug, Default, Deserialize)]
+struct StopBody {
+    /// Who asks: stopping someone else's session needs `force`.
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    slot: Option<u8>,
+    #[serde(default)]
+    force: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -151,11 +177,15 @@ fn service_name(service: Option<&str>) -> Result<Option<&'static str>, ApiError>
         .map(|wanted| {
             SERVICES
                 .into_iter()
+                .chain(COMFYUI_LOGS)
                 .find(|known| *known == wanted)
                 .ok_or_else(|| {
                     ApiError::bad_request(
                         format!("there is no service `{wanted}`"),
-                        format!("services: {}", SERVICES.join(", ")),
+                        format!(
+                            "services: {}; each further ComfyUI slot N: comfyui-N",
+                            SERVICES.join(", ")
+                        ),
                     )
                 })
         })
@@ -179,19 +209,85 @@ fn view(status: &PublishedStatus, headers: &HeaderMap) -> Response {
 async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<UserBody>,
+    JsonBody(body): JsonBody<StartBody>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let user = user_name(&body.user)?;
-    let status = state.control.start(user).await?;
-    Ok((StatusCode::ACCEPTED, view(&status, &headers)))
+    let start = StartRequest {
+        user: user_name(&body.user)?,
+        slot: body.slot.map(SlotIndex),
+        force: body.force,
+    };
+    match state.control.start(start).await {
+        Ok(status) => Ok((StatusCode::ACCEPTED, view(&status, &headers))),
+        Err(refusal) => Err(conflict(&state, refusal).await),
+    }
 }
 
 async fn stop(
     State(state): State<AppState>,
     headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let status = state.control.stop().await?;
-    Ok((StatusCode::ACCEPTED, view(&status, &headers)))
+    let body: StopBody = if body.iter().all(u8::is_ascii_whitespace) {
+        StopBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|err| {
+            ApiError::bad_request(
+                format!("the stop request is not JSON the API reads: {err}"),
+                r#"send {"slot": N, "user": NAME, "force": false}, any of them, or nothing"#,
+            )
+        })?
+    };
+    let stop = StopRequest {
+        asker: body.user.as_deref().map(user_name).transpose()?,
+        slot: body.slot.map(SlotIndex),
+        force: body.force,
+    };
+    match state.control.stop(stop).await {
+        Ok(status) => Ok((StatusCode::ACCEPTED, view(&status, &headers))),
+        Err(refusal) => Err(conflict(&state, refusal).await),
+    }
+}
+
+/// A refusal as the API answers it; a slot someone holds is answered with who and what
+/// their ComfyUI is doing (its queue, asked of it now), so nobody stops it unknowingly.
+async fn conflict(state: &AppState, refusal: Refusal) -> ApiError {
+    let holders: Vec<Seat> = match &refusal {
+        Refusal::Slot(Conflict::Busy { slot, holder }) => vec![Seat {
+            slot: *slot,
+            holder: Some(holder.clone()),
+        }],
+        Refusal::Slot(Conflict::Full(seats)) => seats.clone(),
+        _ => return refusal.into(),
+    };
+    let status = state.control.status();
+    let client = crate::service::loopback::local_client().ok();
+    let mut slots = Vec::new();
+    for seat in holders {
+        let port = status
+            .slots
+            .iter()
+            .find(|slot| slot.slot == seat.slot)
+            .map(|slot| slot.port);
+        let queue = match (&client, port) {
+            (Some(client), Some(port)) => {
+                let base = format!("http://127.0.0.1:{port}");
+                tokio::time::timeout(QUEUE_WAIT, probe::queue(client, &base))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            _ => None,
+        };
+        slots.push(json!({"slot": seat.slot, "user": seat.holder, "queue": queue}));
+    }
+    let mut error = ApiError::from(refusal);
+    if let [one] = &slots[..] {
+        error = error
+            .with("slot", one["slot"].clone())
+            .with("user", one["user"].clone())
+            .with("queue", one["queue"].clone());
+    }
+    error.with("slots", json!(slots))
 }
 
 async fn add_user(
@@ -780,7 +876,7 @@ mod tests {
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(
             json(&text)["hint"],
-            "services: comfyui, jupyter, sync, supervisor"
+            "services: comfyui, jupyter, sync, supervisor; each further ComfyUI slot N: comfyui-N"
         );
         let (status, _, _) = call(&panel, request("GET", "/api/logs?after=x", None, &[])).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -937,11 +1033,13 @@ mod tests {
             .unwrap()
             .starts_with("text/plain"));
         assert!(
-            text.contains("podstack_service_state{service=\"comfyui\",state=\"stopped\"} 1"),
+            text.contains(
+                "podstack_service_state{service=\"comfyui\",slot=\"0\",state=\"stopped\"} 1"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("podstack_service_restarts_total{service=\"comfyui\"} 0"),
+            text.contains("podstack_service_restarts_total{service=\"comfyui\",slot=\"0\"} 0"),
             "{text}"
         );
         let (status, _, text) = call(&panel, request("GET", "/api/usage", None, &[])).await;

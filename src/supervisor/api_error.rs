@@ -8,6 +8,7 @@ use axum::Json;
 use serde_json::json;
 
 use super::control::Refusal;
+use super::placement::Conflict;
 
 /// An error as the API reports it: `{"error", "hint"}` with a status code.
 #[derive(Debug)]
@@ -15,6 +16,9 @@ pub struct ApiError {
     status: StatusCode,
     error: String,
     hint: String,
+    /// More fields of the answer, beside `error` and `hint` (a busy slot's holder and queue).
+    /// Boxed: most errors have none, and every handler's `Result` carries the error's size.
+    details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl ApiError {
@@ -23,7 +27,16 @@ impl ApiError {
             status,
             error: error.into(),
             hint: hint.into(),
+            details: None,
         }
+    }
+
+    /// Adds `key` to the answer.
+    pub fn with(mut self, key: &str, value: serde_json::Value) -> Self {
+        self.details
+            .get_or_insert_default()
+            .insert(key.to_owned(), value);
+        self
     }
 
     pub fn bad_request(error: impl Into<String>, hint: impl Into<String>) -> Self {
@@ -51,11 +64,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.error, "hint": self.hint})),
-        )
-            .into_response()
+        let mut body = self.details.map(|details| *details).unwrap_or_default();
+        body.insert("error".to_owned(), json!(self.error));
+        body.insert("hint".to_owned(), json!(self.hint));
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -67,6 +79,9 @@ impl From<Refusal> for ApiError {
             Refusal::UserExists(_) => StatusCode::CONFLICT,
             Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Refusal::Slot(Conflict::Busy { .. } | Conflict::Full(_)) => StatusCode::CONFLICT,
+            Refusal::Slot(Conflict::NoSuchSlot { .. }) => StatusCode::NOT_FOUND,
+            Refusal::Slot(Conflict::Ambiguous) => StatusCode::BAD_REQUEST,
         };
         Self::new(status, refusal.to_string(), refusal.hint())
     }

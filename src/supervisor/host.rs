@@ -235,13 +235,8 @@ impl Sampler {
         ) {
             return None;
         }
-        let url = format!("http://127.0.0.1:{}/queue", self.comfyui_port);
-        let queue: serde_json::Value = self.client.get(url).send().await.ok()?.json().await.ok()?;
-        let count = |key: &str| queue.get(key)?.as_array().map(Vec::len);
-        Some(QueueSample {
-            queue_running: count("queue_running")?,
-            queue_pending: count("queue_pending")?,
-        })
+        let base = format!("http://127.0.0.1:{}", self.comfyui_port);
+        super::probe::queue(&self.client, &base).await
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::attention::AttentionChoice;
 use super::gpu::Device;
+use super::slots::{GpuSelection, SlotIndex};
 use crate::comfyui_cli::managed_flag;
 use crate::user::UserName;
 
@@ -87,7 +88,13 @@ pub struct LaunchPlan<'a> {
     pub comfyui_dir: &'a Path,
     /// `0.0.0.0` in the pod, `127.0.0.1` in tests.
     pub listen: &'a str,
+    /// The slot's port.
     pub port: u16,
+    /// The slot: the first keeps the pod's temp folder, the others get their own beside it
+    /// (ComfyUI empties its temp folder when it starts).
+    pub slot: SlotIndex,
+    /// The slot's GPUs, when it does not see them all.
+    pub gpus: &'a GpuSelection,
     /// The shared volume (`/workspace`).
     pub volume: &'a Path,
     pub pod: &'a PodId,
@@ -140,7 +147,10 @@ impl ComfyUiLaunch {
         let output = volume.join("output").join(user);
         let input = volume.join("input").join(user);
         let user_dir = volume.join("users").join(user);
-        let temp = volume.join(".podstack/tmp").join(plan.pod.as_str());
+        let temp = volume.join(".podstack/tmp").join(match plan.slot {
+            SlotIndex(0) => plan.pod.as_str().to_owned(),
+            SlotIndex(n) => format!("{}.slot-{n}", plan.pod.as_str()),
+        });
         let cache = volume
             .join(".podstack/cache")
             .join(cache_key(plan.device, plan.torch));
@@ -165,6 +175,9 @@ impl ComfyUiLaunch {
             absolute(plan.extra_model_paths)?.into(),
         );
         args.push("--disable-auto-launch".into());
+        if let GpuSelection::CudaDevice(index) = plan.gpus {
+            args.extend(["--cuda-device".into(), index.to_string().into()]);
+        }
         args.extend(plan.attention.flag.map(OsString::from));
         args.extend(plan.extra_args.iter().map(OsString::from));
 
@@ -175,6 +188,9 @@ impl ComfyUiLaunch {
             ("CUDA_DEVICE_ORDER", "PCI_BUS_ID".into()),
             ("CUDA_CACHE_MAXSIZE", CUDA_CACHE_MAXSIZE.into()),
         ];
+        if let GpuSelection::Visible(indexes) = plan.gpus {
+            env.push(("CUDA_VISIBLE_DEVICES", indexes.into()));
+        }
         let mut folders = vec![output, input, user_dir, temp];
         for (variable, kind) in CACHES {
             let folder = cache.join(kind);
@@ -298,12 +314,32 @@ mod tests {
         device: &Device,
         extra: &[String],
     ) -> Result<ComfyUiLaunch, LaunchError> {
+        launch_in(
+            SlotIndex(0),
+            &GpuSelection::All,
+            volume,
+            user,
+            device,
+            extra,
+        )
+    }
+
+    fn launch_in(
+        slot: SlotIndex,
+        gpus: &GpuSelection,
+        volume: &Path,
+        user: &str,
+        device: &Device,
+        extra: &[String],
+    ) -> Result<ComfyUiLaunch, LaunchError> {
         let attention = choose(AttentionPolicy::Auto, device, &sage());
         ComfyUiLaunch::new(&LaunchPlan {
             python: Path::new("/opt/venv/bin/python"),
             comfyui_dir: Path::new("/opt/ComfyUI"),
             listen: "127.0.0.1",
-            port: 8199,
+            port: 8199 + u16::from(slot.0),
+            slot,
+            gpus,
             volume,
             pod: &PodId::parse("pod-a1").unwrap(),
             user: &UserName::parse(user).unwrap(),
@@ -319,6 +355,48 @@ mod tests {
 
     fn strings(args: &[OsString]) -> Vec<&str> {
         args.iter().map(|arg| arg.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_slot_gets_its_port_its_gpu_and_its_own_temp_folder() {
+        let rtx4090 = gpu("NVIDIA GeForce RTX 4090", Some("8.9"));
+        let volume = Path::new("/workspace");
+        let launch = launch_in(
+            SlotIndex(2),
+            &GpuSelection::CudaDevice(2),
+            volume,
+            "bob",
+            &rtx4090,
+            &[],
+        )
+        .unwrap();
+        let args = strings(&launch.args);
+        let after = |flag: &str| args[args.iter().position(|a| *a == flag).unwrap() + 1];
+        assert_eq!(after("--port"), "8201");
+        assert_eq!(after("--cuda-device"), "2");
+        assert_eq!(
+            after("--temp-directory"),
+            "/workspace/.podstack/tmp/pod-a1.slot-2"
+        );
+        assert_eq!(after("--output-directory"), "/workspace/output/bob");
+        assert!(!launch
+            .env
+            .iter()
+            .any(|(name, _)| *name == "CUDA_VISIBLE_DEVICES"));
+
+        let launch = launch_in(
+            SlotIndex(1),
+            &GpuSelection::Visible("2,3".into()),
+            volume,
+            "bob",
+            &rtx4090,
+            &[],
+        )
+        .unwrap();
+        assert!(!strings(&launch.args).contains(&"--cuda-device"));
+        assert!(launch
+            .env
+            .contains(&("CUDA_VISIBLE_DEVICES", OsString::from("2,3"))));
     }
 
     #[test]

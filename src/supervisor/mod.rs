@@ -27,10 +27,12 @@ pub mod login_limit;
 pub mod models;
 pub mod outputs;
 pub mod panel_server;
+pub mod placement;
 pub mod probe;
 pub mod run;
 pub mod self_check;
 pub mod settings;
+pub mod slots;
 pub mod status;
 pub mod stream_slots;
 pub mod usage;
@@ -258,8 +260,14 @@ async fn serve(
     let orchestrator = tokio::spawn(orchestrator.run());
     let beats = {
         let control = control.clone();
+        // Every slot's user: the fleet view lists who works on this pod.
         tokio::spawn(beating.clone().run(Arc::new(move || {
-            control.status().user.clone().into_iter().collect()
+            control
+                .status()
+                .slots
+                .iter()
+                .filter_map(|slot| slot.user.clone())
+                .collect()
         })))
     };
     let sampler = match crate::service::loopback::local_client() {
@@ -314,7 +322,12 @@ async fn serve(
     ));
     tracing::info!("control panel listening on {}:{}", address.0, address.1);
     if let Some(user) = settings.start_user.clone() {
-        if let Err(refusal) = control.start(user.clone()).await {
+        let start = control::StartRequest {
+            user: user.clone(),
+            slot: None,
+            force: false,
+        };
+        if let Err(refusal) = control.start(start).await {
             tracing::error!("cannot start ComfyUI for {user} at boot: {refusal}");
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 
+use super::host::QueueSample;
 use super::log_watch::{should_free, MemoryUse, FREE_MEMORY_BODY};
 use crate::manifest::MemoryPolicy;
 
@@ -19,6 +20,18 @@ pub fn local_base(listen: IpAddr, port: u16) -> String {
         IpAddr::V4(v4) => format!("http://{v4}:{port}"),
         IpAddr::V6(v6) => format!("http://[{v6}]:{port}"),
     }
+}
+
+/// ComfyUI's queue at `base` (`GET /queue`): prompts running and waiting; `None` when it
+/// does not answer.
+pub async fn queue(client: &Client, base: &str) -> Option<QueueSample> {
+    let url = format!("{base}/queue");
+    let queue: serde_json::Value = client.get(url).send().await.ok()?.json().await.ok()?;
+    let count = |key: &str| queue.get(key)?.as_array().map(Vec::len);
+    Some(QueueSample {
+        queue_running: count("queue_running")?,
+        queue_pending: count("queue_pending")?,
+    })
 }
 
 /// Asks `url` until it answers 200, a little less often each time (at most once a second).

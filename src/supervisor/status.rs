@@ -16,6 +16,7 @@ use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::gpu::Gpu;
 use super::host::HostSample;
 use super::log_watch::{ImportFailure, PromptProgress};
+use super::slots::SlotIndex;
 use crate::service::state::{ServiceState, UnixMillis};
 use crate::service::status::ServiceStatus;
 use crate::sync::SyncReport;
@@ -29,15 +30,21 @@ pub struct Status {
     pub pod: String,
     /// When the supervisor started.
     pub started_ms: UnixMillis,
-    /// Whose ComfyUI this pod runs (or is starting, or failed for); `None` when stopped.
+    /// Whose ComfyUI the first slot runs (or is starting, or failed for); `None` when stopped.
+    /// Each slot's is in `slots`.
     pub user: Option<String>,
     pub users: Vec<String>,
     pub allow_new_users: bool,
     /// Every GPU found; empty in CPU mode.
     pub gpus: Vec<Gpu>,
     pub cpu_mode: bool,
+    /// The first slot's attention.
     pub attention: AttentionStatus,
+    /// The first slot's ComfyUI as `comfyui`, JupyterLab and the sync.
     pub services: Services,
+    /// Every ComfyUI slot: who, its port and GPUs, its ComfyUI.
+    pub slots: Vec<SlotStatus>,
+    /// The first slot's port.
     pub comfyui_port: u16,
     pub jupyter_port: Option<u16>,
     /// RUNPOD_POD_ID when the pod runs on RunPod: its ports are reached through RunPod's proxy.
@@ -46,12 +53,27 @@ pub struct Status {
     pub auth: AuthStatus,
     /// Things a person should know, in plain words.
     pub warnings: Vec<String>,
-    /// Custom nodes the running ComfyUI could not import (each also a warning).
+    /// Custom nodes the first slot's ComfyUI could not import (each also a warning).
     pub import_failed: Vec<ImportFailure>,
-    /// The running prompt's sampler progress, from its progress bar in ComfyUI's log.
+    /// The first slot's running prompt's sampler progress, from its progress bar in its log.
     pub prompt: Option<PromptProgress>,
     /// The machine's newest sample (GPUs, CPU, RAM, the volume, ComfyUI's queue).
     pub host: Option<Arc<HostSample>>,
+}
+
+/// One ComfyUI slot.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotStatus {
+    pub slot: SlotIndex,
+    pub port: u16,
+    /// Whose session it runs (or is starting, or failed for); `None` when free.
+    pub user: Option<String>,
+    /// Its GPUs; empty in CPU mode.
+    pub gpus: Vec<Gpu>,
+    pub comfyui: ServiceStatus,
+    pub attention: AttentionStatus,
+    pub import_failed: Vec<ImportFailure>,
+    pub prompt: Option<PromptProgress>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,25 +101,25 @@ pub struct AuthStatus {
     pub anonymous_status: bool,
 }
 
-/// Each service slot of the pod.
+/// Each service of the pod.
 #[derive(Debug, Clone, Serialize)]
 pub struct Services {
     pub comfyui: ServiceStatus,
-    pub jupyter: Slot,
-    pub sync: Slot,
+    pub jupyter: OptionalService,
+    pub sync: OptionalService,
 }
 
 /// A service that may be run by this pod.
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
-pub enum Slot {
+pub enum OptionalService {
     Service(ServiceStatus),
-    Off(SlotOff),
+    Off(ServiceOff),
 }
 
-/// A slot with nothing to run.
+/// A service with nothing to run.
 #[derive(Debug, Clone, Serialize)]
-pub struct SlotOff {
+pub struct ServiceOff {
     /// `disabled` (the manifest turns it off) or `not-configured`.
     pub state: &'static str,
     pub note: String,
@@ -146,7 +168,8 @@ impl PublishedStatus {
     }
 
     /// The JSON of `/api/status` at `now`, for a browser that reached the panel at `host`:
-    /// the status, `now_ms`, `uptime_s`, and the `comfyui_url` and `jupyter_url` it can open.
+    /// the status, `now_ms`, `uptime_s`, the `comfyui_url` and `jupyter_url` it can open, and
+    /// `slot_urls`, each slot's ComfyUI by slot number.
     pub fn json_at(&self, now: UnixMillis, host: Option<&str>) -> String {
         let status = &self.status;
         let link = |port: Option<u16>| {
@@ -158,12 +181,18 @@ impl PublishedStatus {
         if json.len() > 1 {
             json.push(',');
         }
+        let slot_urls: Vec<String> = status
+            .slots
+            .iter()
+            .map(|slot| link(Some(slot.port)))
+            .collect();
         let _ = write!(
             json,
-            r#""now_ms":{now},"uptime_s":{},"comfyui_url":{},"jupyter_url":{}}}"#,
+            r#""now_ms":{now},"uptime_s":{},"comfyui_url":{},"jupyter_url":{},"slot_urls":[{}]}}"#,
             status.uptime_s(now),
             link(Some(status.comfyui_port)),
             link(status.jupyter_port),
+            slot_urls.join(","),
         );
         json
     }
@@ -220,27 +249,34 @@ impl Status {
             "Seconds since the supervisor started.",
             &[(String::new(), uptime)],
         );
-        let services: Vec<(&str, &ServiceStatus)> = [
-            Some(("comfyui", &self.services.comfyui)),
-            match &self.services.jupyter {
-                Slot::Service(jupyter) => Some(("jupyter", jupyter)),
-                Slot::Off(_) => None,
-            },
-            match &self.services.sync {
-                Slot::Service(sync) => Some(("sync", sync)),
-                Slot::Off(_) => None,
-            },
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        // Each service's labels: ComfyUI's carry its slot.
+        let services: Vec<(String, &ServiceStatus)> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                (
+                    format!("service=\"comfyui\",slot=\"{}\"", slot.slot),
+                    &slot.comfyui,
+                )
+            })
+            .chain(match &self.services.jupyter {
+                OptionalService::Service(jupyter) => {
+                    Some(("service=\"jupyter\"".to_owned(), jupyter))
+                }
+                OptionalService::Off(_) => None,
+            })
+            .chain(match &self.services.sync {
+                OptionalService::Service(sync) => Some(("service=\"sync\"".to_owned(), sync)),
+                OptionalService::Off(_) => None,
+            })
+            .collect();
         let state_samples: Vec<(String, f64)> = services
             .iter()
             .flat_map(|(name, service)| {
                 let current = state_name(&service.state);
                 STATES.iter().map(move |state| {
                     (
-                        format!("{{service=\"{name}\",state=\"{state}\"}}"),
+                        format!("{{{name},state=\"{state}\"}}"),
                         f64::from(u8::from(current == *state)),
                     )
                 })
@@ -255,7 +291,7 @@ impl Status {
         #[allow(clippy::cast_precision_loss)] // restart counts are small
         let restarts: Vec<(String, f64)> = services
             .iter()
-            .map(|(name, service)| (format!("{{service=\"{name}\"}}"), service.restarts as f64))
+            .map(|(name, service)| (format!("{{{name}}}"), service.restarts as f64))
             .collect();
         metric(
             "podstack_service_restarts_total",
@@ -265,9 +301,7 @@ impl Status {
         );
         let latency: Vec<(String, f64)> = services
             .iter()
-            .filter_map(|(name, service)| {
-                Some((format!("{{service=\"{name}\"}}"), service.last_start_s?))
-            })
+            .filter_map(|(name, service)| Some((format!("{{{name}}}"), service.last_start_s?)))
             .collect();
         metric(
             "podstack_service_start_seconds",

@@ -33,6 +33,7 @@ const page = {
   streamRetryAt: 0,
   busy: new Set(),     // actions with a request in flight: launch, stop, add-user, fetch-models, login
   chosenUser: readSetting(SETTINGS.user),
+  chosenSlot: "",      // the slot picked to launch in; "" lets the pod choose a free one
   errors: new Map(),   // key -> {what, failure}
   noAnswer: null,      // the failure of the last read the pod did not answer; null once it does
   optional: { sync: "unknown", models: "unknown", host: "unknown" },
@@ -92,6 +93,7 @@ function describe(method, path, response, text) {
   if (body && typeof body.error === "string") {
     const failure = new RequestFailed(method, path, status, body.error, body.hint || "");
     failure.fromApi = true;
+    failure.body = body; // a 409 names who holds the slot and their queue
     return failure;
   }
   const title = type.includes("html") ? pageTitle(text) : text.trim().slice(0, 160);
@@ -427,14 +429,16 @@ function apply(status) {
   // Answers to a start or stop race the stream on another connection: never step back in time
   // (by a few seconds at most, so a server clock set back does not freeze the page).
   if (page.status && status.now_ms < page.status.now_ms && page.status.now_ms - status.now_ms < 5000) return;
-  const previous = page.status && page.status.services.comfyui.state;
+  const before = page.status && shownSlot(page.status);
   page.status = status;
   page.offsetMs = status.now_ms - Date.now();
   page.receivedAt = Date.now();
   $("panel").hidden = false;
   render();
-  const state = status.services.comfyui.state;
-  if (previous && previous !== "ready" && state === "ready") whenReady(status);
+  const after = shownSlot(status);
+  const previous = before && before.slot === after.slot && before.user === after.user ? before.comfyui.state : null;
+  const state = after.comfyui.state;
+  if (previous && previous !== "ready" && state === "ready") whenReady(after.url);
   if (previous !== state) {
     page.optionalDue.outputs = 0;
     page.optionalDue.usage = 0;
@@ -480,8 +484,44 @@ function stateWords(c) {
   }
 }
 
+// The slots of the pod, each with its link; a status from before slots is read as one slot.
+function slotsOf(s) {
+  const urls = s.slot_urls || [];
+  const slots = s.slots && s.slots.length ? s.slots : [{
+    slot: 0, port: s.comfyui_port, user: s.user, gpus: s.gpus || [], comfyui: s.services.comfyui,
+    import_failed: s.import_failed, prompt: s.prompt,
+  }];
+  return slots.map((slot, at) => Object.assign({}, slot, {
+    url: urls[at] !== undefined ? urls[at] : at === 0 ? s.comfyui_url : null,
+  }));
+}
+
+function chosenUserOf(s) {
+  return page.chosenUser && s.users.includes(page.chosenUser) ? page.chosenUser
+    : s.user && s.users.includes(s.user) ? s.user : (s.users[0] || "");
+}
+
+// The slot the ComfyUI card describes: the chosen user's own; on a one-slot pod the only one
+// (whoever holds it); else the slot picked in the slot list, or nothing yet ("any free slot").
+function shownSlot(s) {
+  const slots = slotsOf(s);
+  const user = chosenUserOf(s);
+  const own = slots.find((slot) => slot.user && slot.user === user);
+  if (own) return own;
+  if (slots.length === 1) return slots[0];
+  const picked = slots.find((slot) => String(slot.slot) === page.chosenSlot);
+  if (picked) return picked;
+  return { slot: null, port: null, user: null, gpus: [], comfyui: { state: "stopped" }, import_failed: [], prompt: null, url: null };
+}
+
+function gpuWords(gpus) {
+  if (!gpus || !gpus.length) return "CPU";
+  return gpus.map((g) => `GPU ${g.index}${g.name ? " (" + g.name.replace(/^NVIDIA (GeForce )?/, "") + ")" : ""}`).join(", ");
+}
+
 function renderComfy(s) {
-  const c = s.services.comfyui;
+  const shown = shownSlot(s);
+  const c = shown.comfyui;
   $("state").dataset.state = c.state;
   setText("state-text", stateWords(c));
   const starting = c.state === "starting";
@@ -494,13 +534,18 @@ function renderComfy(s) {
   }
   let detail = "";
   if (c.state === "ready") {
-    detail = `for ${s.user}` + (c.last_start_s != null ? ` · started in ${c.last_start_s.toFixed(1)} s` : "");
+    detail = `for ${shown.user}` + (c.last_start_s != null ? ` · started in ${c.last_start_s.toFixed(1)} s` : "");
   } else if (starting) {
-    detail = `for ${s.user} · ${c.percent}%`;
+    detail = `for ${shown.user} · ${c.percent}%`;
   } else if (c.state === "backing-off") {
     detail = `${c.reason}\n${c.hint}`;
   } else if (c.state === "stopped" && s.users.length === 0) {
     detail = "This pod has no users yet.";
+  } else if (shown.slot === null && chosenUserOf(s)) {
+    detail = `${chosenUserOf(s)} has no ComfyUI on this pod yet: Launch takes a free slot.`;
+  }
+  if (slotsOf(s).length > 1 && shown.slot !== null) {
+    detail = `Slot ${shown.slot} · ${gpuWords(shown.gpus)}` + (detail ? ` · ${detail}` : "");
   }
   setText("detail", detail);
   // A failure, or a restart after one, shows what to try and the lines that explain it.
@@ -510,7 +555,7 @@ function renderComfy(s) {
     setText("failure-hint", c.hint || "look at the log lines below");
     showLines($("failure-lines"), (c.last_lines || []).join("\n") || "(no log lines)");
   }
-  const broken = s.import_failed || [];
+  const broken = shown.import_failed || [];
   const notes = $("import-failed");
   const key = broken.map((n) => n.node).join("\n");
   if (notes.dataset.key !== key) {
@@ -532,7 +577,7 @@ function showLines(pre, text) {
 // when it carries them, else the ones this page received).
 function renderSlow() {
   const s = page.status;
-  const c = s && s.services.comfyui;
+  const c = s && shownSlot(s).comfyui;
   const slow = Boolean(c) && slowStart(c);
   $("slow").hidden = !slow;
   if (!slow) return;
@@ -549,11 +594,12 @@ function renderTitle() {
   const s = page.status;
   if (page.mode === "login") { document.title = "Log in · podstack"; return; }
   if (!s) { document.title = "podstack"; return; }
-  const c = s.services.comfyui;
+  const shown = shownSlot(s);
+  const c = shown.comfyui;
   let state;
   if (page.noAnswer) state = "No answer";
   else if (c.state === "starting") state = slowStart(c) ? "Starting (slow)" : `Starting ${Math.max(0, Math.min(100, c.percent || 0))}%`;
-  else if (c.state === "ready") state = `Ready${s.user ? " · " + s.user : ""}`;
+  else if (c.state === "ready") state = `Ready${shown.user ? " · " + shown.user : ""}`;
   else if (c.state === "backing-off") state = "Restarting";
   else if (c.state === "failed") state = "Failed";
   else if (c.state === "stopping") state = "Stopping";
@@ -566,7 +612,7 @@ function renderTitle() {
 function renderClock() {
   const s = page.status;
   if (!s) return;
-  const c = s.services.comfyui;
+  const c = shownSlot(s).comfyui;
   let elapsed = "";
   if (c.state === "starting" || c.state === "stopping") elapsed = duration(serverNow() - c.since);
   else if (c.state === "ready") elapsed = `up ${duration(serverNow() - c.since)}`;
@@ -584,17 +630,19 @@ function selectedUser() { return $("user").value; }
 
 function renderControls(s) {
   const select = $("user");
-  const wanted = page.chosenUser && s.users.includes(page.chosenUser) ? page.chosenUser
-    : s.user && s.users.includes(s.user) ? s.user : (s.users[0] || "");
+  const wanted = chosenUserOf(s);
   if ([...select.options].map((o) => o.value).join("\n") !== s.users.join("\n")) {
     select.replaceChildren(...s.users.map((name) => new Option(name, name)));
   }
   if (select.value !== wanted) select.value = wanted;
   setText("outputs-user", wanted ? `of ${wanted}` : "");
 
-  const c = s.services.comfyui;
+  const slots = slotsOf(s);
+  renderSlotPicker(s, slots);
+  const shown = shownSlot(s);
+  const c = shown.comfyui;
   const user = selectedUser();
-  const other = Boolean(s.user) && user !== s.user;
+  const other = Boolean(shown.user) && user !== shown.user;
   const launch = $("launch");
   const launching = page.busy.has("launch");
   launch.classList.toggle("busy", launching);
@@ -612,10 +660,14 @@ function renderControls(s) {
   setText("stop", stopping ? "Stopping…" : "Stop");
   setUsable(stop, !(stopping || launching || c.state === "stopped" || c.state === "stopping"));
 
+  // "Open ComfyUI" is the chosen user's own session only; anyone else's says whose it is.
   const open = $("open");
-  const ready = c.state === "ready" && Boolean(s.comfyui_url);
+  const ready = c.state === "ready" && Boolean(shown.url);
   open.hidden = !ready;
-  if (s.comfyui_url && open.getAttribute("href") !== s.comfyui_url) open.href = s.comfyui_url;
+  if (shown.url && open.getAttribute("href") !== shown.url) open.href = shown.url;
+  setText("open", openWords(shown, user));
+  open.classList.toggle("open", !shown.user || shown.user === user);
+  renderSlots(s, slots, user);
 
   $("add-user").hidden = !s.allow_new_users;
 }
@@ -623,6 +675,79 @@ function renderControls(s) {
 // Launch and Stop are never `disabled`: a disabled button drops the keyboard focus (to the
 // page's start) the moment it is pressed; aria-disabled keeps it where it was and says the
 // button does nothing now.
+function openWords(slot, user) {
+  return slot.user && slot.user !== user ? `${slot.user}'s ComfyUI` : "Open ComfyUI";
+}
+
+// On a pod of several slots the user picks one, or lets the pod choose a free one.
+function renderSlotPicker(s, slots) {
+  const picker = $("slot-picker");
+  picker.hidden = slots.length < 2;
+  const select = $("slot");
+  const options = [["", "any free slot"]].concat(slots.map((slot) =>
+    [String(slot.slot), `Slot ${slot.slot} · ${gpuWords(slot.gpus)} · ${slot.user || "free"}`]));
+  const key = options.map((o) => o.join("=")).join("\n");
+  if (select.dataset.key !== key) {
+    select.dataset.key = key;
+    select.replaceChildren(...options.map(([value, text]) => new Option(text, value)));
+  }
+  const wanted = options.some(([value]) => value === page.chosenSlot) ? page.chosenSlot : "";
+  if (select.value !== wanted) select.value = wanted;
+}
+
+// The VRAM in use on a GPU, from the newest host sample.
+function vramOf(index) {
+  const samples = page.host.samples;
+  const latest = samples.length ? samples[samples.length - 1] : null;
+  const gpu = latest && (latest.gpus || []).find((g) => g.index === index);
+  if (!gpu || typeof gpu.memory_used_mib !== "number") return null;
+  const gib = (mib) => `${(mib / 1024).toFixed(1)} GiB`;
+  return `${gib(gpu.memory_used_mib)}${gpu.memory_total_mib ? " of " + gib(gpu.memory_total_mib) : ""}`;
+}
+
+// Every slot as a card (several slots only: a one-slot pod's card is the one above).
+function renderSlots(s, slots, user) {
+  const box = $("slots");
+  box.hidden = slots.length < 2;
+  if (box.hidden) return;
+  const latest = page.host.samples.length ? page.host.samples[page.host.samples.length - 1] : null;
+  const cards = slots.map((slot) => {
+    const card = el("li", undefined, "slot");
+    card.dataset.slot = String(slot.slot);
+    card.dataset.state = slot.comfyui.state;
+    if (slot.user && slot.user === user) card.classList.add("own");
+    const head = el("div", undefined, "slot-head");
+    head.append(el("strong", `Slot ${slot.slot}`), el("span", slot.user || "free", slot.user ? "slot-user" : "slot-user muted"));
+    card.append(head);
+    const state = el("span", slot.user || slot.comfyui.state !== "stopped" ? stateWords(slot.comfyui) : "Free", "state");
+    state.dataset.state = slot.comfyui.state;
+    card.append(state);
+    const facts = [gpuWords(slot.gpus)];
+    for (const gpu of slot.gpus || []) {
+      const vram = vramOf(gpu.index);
+      if (vram) facts.push(`VRAM ${vram}${slot.gpus.length > 1 ? " on GPU " + gpu.index : ""}`);
+    }
+    // The host samples read slot 0's queue; a queue of another slot shows when starting in it is refused.
+    const queue = slot.slot === 0 && slot.comfyui.state === "ready" && latest && latest.comfyui;
+    if (queue) facts.push(`queue ${queue.queue_running || 0} running · ${queue.queue_pending || 0} waiting`);
+    if (slot.prompt && slot.prompt.steps) facts.push(`prompt step ${slot.prompt.step} of ${slot.prompt.steps}`);
+    card.append(el("p", facts.join(" · "), "slot-facts muted"));
+    if (slot.comfyui.state === "ready" && slot.url) {
+      const a = el("a", openWords(slot, user), slot.user === user ? "button open" : "button");
+      a.href = slot.url;
+      a.target = "_blank";
+      a.rel = "noopener";
+      card.append(a);
+    }
+    return card;
+  });
+  const key = cards.map((c) => c.outerHTML).join("");
+  if (box.dataset.key !== key) {
+    box.dataset.key = key;
+    box.replaceChildren(...cards);
+  }
+}
+
 function setUsable(button, usable) {
   const value = String(!usable);
   if (button.getAttribute("aria-disabled") !== value) button.setAttribute("aria-disabled", value);
@@ -780,10 +905,10 @@ function note(text) {
   node.hidden = !text;
 }
 
-function whenReady(status) {
+function whenReady(url) {
   chime();
-  if (flag(SETTINGS.autoOpen) && status.comfyui_url) {
-    const tab = window.open(status.comfyui_url, "_blank");
+  if (flag(SETTINGS.autoOpen) && url) {
+    const tab = window.open(url, "_blank");
     if (tab) tab.opener = null;
     else note("The browser blocked opening ComfyUI in a new tab: allow pop-ups for this page, or use Open ComfyUI.");
   }
@@ -791,12 +916,36 @@ function whenReady(status) {
 
 // ---------------------------------------------------------------- actions
 
+// Taking someone's slot (or stopping their session) is a 409 naming them and their queue:
+// the page asks, naming them, and only then sends it again with `force`.
+function takeOverQuestion(refused, asker, stopping) {
+  const queue = refused.queue;
+  const work = queue && typeof queue === "object"
+    ? `${queue.queue_running || 0} prompt(s) running and ${queue.queue_pending || 0} waiting`
+    : "a queue that could not be read";
+  const what = stopping ? `Stop ${refused.user}'s ComfyUI?` : `Stop ${refused.user}'s ComfyUI and start ${asker}'s in its place?`;
+  return `Slot ${refused.slot} runs ${refused.user}'s ComfyUI, with ${work}. ${what} `
+    + `Whatever ${refused.user} has running or queued there is lost.`;
+}
+
 async function act(key, what, method, path, body) {
   page.busy.add(key);
   note("");
   render();
   try {
-    const status = await api(method, path, body);
+    let status;
+    try {
+      status = await api(method, path, body);
+    } catch (failure) {
+      const refused = failure.status === 409 && failure.body;
+      if (!refused || typeof refused.user !== "string" || !body || body.force) throw failure;
+      if (!window.confirm(takeOverQuestion(refused, body.user, path === "api/stop"))) {
+        clearError(key);
+        note(`Nothing changed: ${refused.user}'s ComfyUI keeps running.`);
+        return false;
+      }
+      status = await api(method, path, Object.assign({}, body, { slot: refused.slot, force: true }));
+    }
     clearError(key);
     if (status && status.services) apply(status);
     return true;
@@ -815,12 +964,17 @@ function launch() {
   const user = selectedUser();
   page.chosenUser = user;
   writeSetting(SETTINGS.user, user);
-  act("launch", `Launching ComfyUI for ${user}`, "POST", "api/start", { user });
+  const body = { user };
+  if (page.chosenSlot) body.slot = Number(page.chosenSlot);
+  act("launch", `Launching ComfyUI for ${user}`, "POST", "api/start", body);
 }
 
 function stop() {
   if (!usable($("stop"))) return;
-  act("stop", "Stopping ComfyUI", "POST", "api/stop");
+  const shown = page.status && shownSlot(page.status);
+  const body = { user: selectedUser() };
+  if (shown && shown.slot !== null) body.slot = shown.slot;
+  act("stop", "Stopping ComfyUI", "POST", "api/stop", body.user ? body : undefined);
 }
 
 function nameProblem(name) {
@@ -1618,6 +1772,10 @@ function wire() {
     page.optionalDue.outputs = 0;
     render();
     loadOutputs();
+  });
+  $("slot").addEventListener("change", () => {
+    page.chosenSlot = $("slot").value;
+    render();
   });
   $("add-user-form").addEventListener("submit", addUser);
   $("new-user").addEventListener("input", () => checkNewUser(false));

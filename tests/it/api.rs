@@ -191,14 +191,14 @@ fn usage_and_metrics_count_what_ran() {
     assert!(
         metrics
             .body
-            .contains("podstack_service_state{service=\"comfyui\",state=\"stopped\"} 1"),
+            .contains("podstack_service_state{service=\"comfyui\",slot=\"0\",state=\"stopped\"} 1"),
         "{}",
         metrics.body
     );
     assert!(
         metrics
             .body
-            .contains("podstack_service_start_seconds{service=\"comfyui\"}"),
+            .contains("podstack_service_start_seconds{service=\"comfyui\",slot=\"0\"}"),
         "{}",
         metrics.body
     );

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::support::{copy_project, podstack};
 
-/// The smoke stack with sync, two pods of two GPUs each on an RWX class, and its output dir.
+/// The smoke stack with sync, two pods of two GPUs each (so two ComfyUI slots each, one per
+/// GPU) on an RWX class, and its output dir.
 fn studio() -> (tempfile::TempDir, tempfile::TempDir) {
     let project = tempfile::tempdir().expect("temp dir");
     copy_project(project.path());
@@ -77,7 +78,15 @@ fn the_statefulset_asks_for_gpus_probes_health_and_waits_for_the_final_sync() {
             )
         })
         .collect();
-    assert_eq!(ports, [("panel", Some(7777)), ("comfyui", Some(8188))]);
+    assert_eq!(
+        ports,
+        [
+            ("panel", Some(7777)),
+            ("comfyui", Some(8188)),
+            ("comfyui-1", Some(8189))
+        ],
+        "a ComfyUI port per slot"
+    );
     let pod_id = container["env"]
         .as_array()
         .expect("env")
@@ -117,7 +126,7 @@ fn the_pods_share_one_read_write_many_claim() {
 }
 
 #[test]
-fn each_pod_has_a_service_for_its_panel_and_comfyui_ports() {
+fn each_pod_has_a_service_for_its_panel_and_every_slots_comfyui_port() {
     let (_project, out) = studio();
     let objects = kubernetes(out.path());
     let services = of_kind(&objects, "Service");
@@ -143,7 +152,11 @@ fn each_pod_has_a_service_for_its_panel_and_comfyui_ports() {
             .collect();
         assert_eq!(
             ports,
-            [(Some(7777), "panel".into()), (Some(8188), "comfyui".into())]
+            [
+                (Some(7777), "panel".into()),
+                (Some(8188), "comfyui".into()),
+                (Some(8189), "comfyui-1".into())
+            ]
         );
     }
 }
@@ -197,6 +210,8 @@ fn secrets_are_referenced_never_written() {
 
 #[test]
 fn compose_gives_each_pod_its_own_id_ports_and_gpus() {
+    // Two slots a pod (per-gpu, two GPUs a pod): each pod publishes both ComfyUI ports, and
+    // the next pod's ports start two further on.
     let (_project, out) = studio();
     let compose = &documents(&out.path().join("smoke/compose.yaml"))[0];
     let services = compose["services"].as_object().expect("services");
@@ -207,8 +222,9 @@ fn compose_gives_each_pod_its_own_id_ports_and_gpus() {
         assert_eq!(
             service["ports"],
             serde_json::json!([
-                format!("{}:7777", 7777 + index),
-                format!("{}:8188", 8188 + index)
+                format!("{}:7777", 7777 + 2 * index),
+                format!("{}:8188", 8188 + 2 * index),
+                format!("{}:8189", 8189 + 2 * index)
             ])
         );
         let gpus = &service["deploy"]["resources"]["reservations"]["devices"][0];
@@ -230,6 +246,19 @@ fn compose_gives_each_pod_its_own_id_ports_and_gpus() {
             .as_str()
             .is_some_and(|image| image.starts_with("smoke:0.1.0-")));
     }
+}
+
+#[test]
+fn the_runpod_template_lists_every_slots_comfyui_port() {
+    let (_project, out) = studio();
+    let text = std::fs::read_to_string(out.path().join("smoke/runpod-template.json"))
+        .expect("the RunPod template");
+    let template: Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(
+        template["ports"],
+        serde_json::json!(["7777/http", "8188/http", "8189/http"]),
+        "the panel and both slots' ComfyUI: RunPod's proxy serves only the ports listed"
+    );
 }
 
 #[test]

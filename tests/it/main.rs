@@ -12,6 +12,7 @@ mod malformed;
 mod models;
 mod panel;
 mod plan;
+mod slots;
 mod stress;
 mod supervise;
 mod sync;

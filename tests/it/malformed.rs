@@ -17,6 +17,16 @@ const CASES: &[(&str, &str, &str)] = &[
         "give each service its own port",
     ),
     (
+        "slot-port-clash",
+        "29:14: error: runtime.panel_port and slot 2's port (runtime.comfyui_port + 2) are both 8190",
+        "give each service its own port",
+    ),
+    (
+        "bad-slot-count",
+        "28:9: error: `auto` is not a slot count; write \"per-gpu\" or a number of slots from 1 to 8",
+        "",
+    ),
+    (
         "bad-semver",
         "3:11: error: `1.0` is not a semantic version (unexpected end of input while parsing minor version number); write MAJOR.MINOR.PATCH, e.g. `1.0.0`",
         "",

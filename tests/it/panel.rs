@@ -6,6 +6,7 @@
 mod artists;
 mod browser;
 mod proxy;
+mod slots;
 
 use std::future::Future;
 use std::time::Duration;

@@ -280,7 +280,7 @@ fn sigterm_to_the_supervisor_leaves_no_process() {
 }
 
 #[test]
-fn another_user_replaces_the_first_and_concurrent_starts_give_one_comfyui() {
+fn another_user_replaces_the_first_only_when_forced_and_concurrent_starts_give_one_comfyui() {
     let pod = pod().start();
     let panel = pod.panel;
     let starts: Vec<_> = (0..6)
@@ -324,7 +324,23 @@ fn another_user_replaces_the_first_and_concurrent_starts_give_one_comfyui() {
     assert_eq!(children(), [first], "one ComfyUI for six starts");
     assert_eq!(ready["services"]["comfyui"]["restarts"], 0);
 
-    let reply = pod.post("/api/start", json!({"user": "bob"}));
+    let refused = pod.post("/api/start", json!({"user": "bob"}));
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    let refused = refused.json();
+    assert_eq!(refused["user"], "alice", "{refused:#}");
+    assert_eq!(
+        refused["queue"],
+        json!({"queue_running": 0, "queue_pending": 0})
+    );
+    assert_eq!(
+        refused["error"],
+        "every ComfyUI slot is taken: alice in slot 0"
+    );
+    assert!(
+        alive(first),
+        "alice's ComfyUI runs on after a refused switch"
+    );
+    let reply = pod.post("/api/start", json!({"user": "bob", "force": true}));
     assert_eq!(reply.status, 202);
     assert_eq!(reply.json()["user"], "bob");
     let bobs = pod.wait_for("bob's ComfyUI", |status| {

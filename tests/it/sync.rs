@@ -146,7 +146,7 @@ impl SyncPod {
 
     /// Starts `user`'s ComfyUI: the pod serves the user from now on.
     fn serve(&self, user: &str) {
-        let reply = self.post("/api/start", json!({ "user": user }));
+        let reply = self.post("/api/start", json!({ "user": user, "force": true }));
         assert_eq!(reply.status, 202, "{}", reply.body);
     }
 

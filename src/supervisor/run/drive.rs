@@ -33,8 +33,8 @@ impl Pod {
                 let seconds = now.saturating_sub(since) as f64 / 1000.0;
                 service.last_start_s = Some(seconds);
                 tracing::info!("{} is ready after {seconds:.1} s", name_of(kind));
-                if kind == Kind::ComfyUi {
-                    self.record_usage(SessionEvent::Ready);
+                if let Kind::ComfyUi(slot) = kind {
+                    self.record_slot_usage(slot, SessionEvent::Ready);
                 }
             }
             for action in actions {

@@ -32,10 +32,11 @@ impl Pod {
         } else {
             tracing::warn!("{said} (pid {pid})");
         }
-        if kind == Kind::ComfyUi {
-            self.prompt = None;
+        if let Kind::ComfyUi(slot) = kind {
+            self.slot_mut(slot).prompt = None;
             if let Some(user) = &process.user {
                 self.record(
+                    slot,
                     user,
                     process.session,
                     SessionEvent::Stopped { reason: said },

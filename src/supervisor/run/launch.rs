@@ -19,6 +19,7 @@ use crate::supervisor::jupyter::JupyterPlan;
 use crate::supervisor::launch::{ComfyUiLaunch, LaunchPlan};
 use crate::supervisor::log_watch::LogWatch;
 use crate::supervisor::models;
+use crate::supervisor::slots::SlotIndex;
 use crate::supervisor::usage::SessionEvent;
 use crate::user::UserName;
 
@@ -26,15 +27,15 @@ impl Pod {
     /// Starts the service's process; the error is a reason and a hint.
     pub(super) fn spawn(&mut self, kind: Kind) -> Result<(), (String, String)> {
         let (command, user) = match kind {
-            Kind::ComfyUi => {
-                let user = self.user.clone().ok_or_else(|| {
+            Kind::ComfyUi(slot) => {
+                let user = self.slot(slot).user.clone().ok_or_else(|| {
                     (
                         "ComfyUI was asked to start for nobody".to_owned(),
                         "start it with POST /api/start {\"user\": ...}".to_owned(),
                     )
                 })?;
-                self.check_port_free()?;
-                (self.comfyui_command(&user)?, Some(user))
+                self.check_port_free(slot)?;
+                (self.comfyui_command(slot, &user)?, Some(user))
             }
             Kind::Jupyter => (self.jupyter_command()?, None),
         };
@@ -45,10 +46,11 @@ impl Pod {
             )
         })?;
         let pid = spawned.group.leader();
-        if kind == Kind::ComfyUi {
-            self.confirmed = None;
-            self.import_failed.clear();
-            self.prompt = None;
+        if let Kind::ComfyUi(slot) = kind {
+            let slot = self.slot_mut(slot);
+            slot.confirmed = None;
+            slot.import_failed.clear();
+            slot.prompt = None;
             self.join_cgroup(pid);
         }
         let oom = OomWatch::start(Path::new("/proc"), Path::new("/sys/fs/cgroup"), pid);
@@ -61,8 +63,8 @@ impl Pod {
             .as_ref()
             .map_or(String::new(), |user| format!(" for {user}"));
         tracing::info!("{} started{whose} (pid {pid})", name_of(kind));
-        if let Some(user) = &user {
-            self.record(user, session, SessionEvent::Started);
+        if let (Kind::ComfyUi(slot), Some(user)) = (kind, &user) {
+            self.record(slot, user, session, SessionEvent::Started);
         }
         self.supervised(kind).process = Some(Process {
             generation,
@@ -80,8 +82,8 @@ impl Pod {
 
     /// A port another program holds fails the start at once, with the words ComfyUI's own
     /// complaint would get, instead of a boot that dies at its end and restarts in a loop.
-    fn check_port_free(&self) -> Result<(), (String, String)> {
-        let (address, port) = (self.settings.listen, self.settings.comfyui_port);
+    fn check_port_free(&self, slot: SlotIndex) -> Result<(), (String, String)> {
+        let (address, port) = (self.settings.listen, self.slot(slot).plan.port);
         match std::net::TcpListener::bind((address, port)) {
             Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => {
                 let taken = KnownFailure::PortInUse {
@@ -98,8 +100,14 @@ impl Pod {
         }
     }
 
-    fn comfyui_command(&self, user: &UserName) -> Result<Command, (String, String)> {
+    fn comfyui_command(
+        &self,
+        slot: SlotIndex,
+        user: &UserName,
+    ) -> Result<Command, (String, String)> {
         let settings = &self.settings;
+        let slot = self.slot(slot);
+        let device = slot.plan.device();
         let listen = settings.listen.to_string();
         let extra_model_paths = models::extra_paths::write(settings).map_err(|err| {
             (
@@ -111,12 +119,14 @@ impl Pod {
             python: &settings.python,
             comfyui_dir: &settings.comfyui_dir,
             listen: &listen,
-            port: settings.comfyui_port,
+            port: slot.plan.port,
+            slot: slot.plan.index,
+            gpus: &slot.plan.selection(),
             volume: &settings.volume,
             pod: &settings.pod,
             user,
-            device: &self.device,
-            attention: &self.attention,
+            device: &device,
+            attention: &slot.attention,
             torch: settings
                 .stack
                 .torch

@@ -15,6 +15,7 @@ mod launch;
 mod lines;
 mod pod;
 mod probes;
+mod slot;
 mod snapshot;
 mod usage;
 
@@ -25,16 +26,17 @@ use std::time::Duration;
 use reqwest::Client;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::control::{Control, Refusal, Request};
-use super::gpu::{Device, GpuProbe};
+use super::gpu::GpuProbe;
 use super::host::{HostHistory, HostSample};
 use super::jupyter::JupyterPlan;
-use super::log_watch::{ImportFailure, LogWatch, PromptProgress};
+use super::log_watch::LogWatch;
 use super::settings::Settings;
+use super::slots::SlotIndex;
 use super::status::{AuthStatus, PublishedStatus};
 use super::usage::{SessionEvent, UsageLog};
 use super::users::Roster;
+use crate::manifest::MAX_SLOTS;
 use crate::service::exit_reason::{KnownFailure, OomWatch, Termination};
 use crate::service::logs::{LogBook, SharedLine};
 use crate::service::process::{ProcessGroup, Reaper};
@@ -43,6 +45,7 @@ use crate::service::status::ServiceStatus;
 use crate::service::task::AbortOnDrop;
 use crate::sync::{SyncHandle, SyncReport};
 use crate::user::UserName;
+use slot::Slot;
 
 /// Last log lines kept for a failure report.
 const TAIL_LINES: usize = 30;
@@ -52,7 +55,8 @@ const USAGE_TICK: Duration = Duration::from_secs(300);
 /// The services the orchestrator runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    ComfyUi,
+    /// The ComfyUI of a slot.
+    ComfyUi(SlotIndex),
     Jupyter,
 }
 
@@ -60,10 +64,30 @@ impl Kind {
     /// The name of its log.
     fn log(self) -> &'static str {
         match self {
-            Self::ComfyUi => "comfyui",
+            Self::ComfyUi(slot) => comfyui_log(slot),
             Self::Jupyter => "jupyter",
         }
     }
+}
+
+/// The log of each slot's ComfyUI: `comfyui` for the first, as before slots, then `comfyui-1`...
+pub const COMFYUI_LOGS: [&str; MAX_SLOTS as usize] = [
+    "comfyui",
+    "comfyui-1",
+    "comfyui-2",
+    "comfyui-3",
+    "comfyui-4",
+    "comfyui-5",
+    "comfyui-6",
+    "comfyui-7",
+];
+
+/// The log of a slot's ComfyUI.
+pub fn comfyui_log(slot: SlotIndex) -> &'static str {
+    COMFYUI_LOGS
+        .get(usize::from(slot.0))
+        .copied()
+        .unwrap_or(COMFYUI_LOGS[0])
 }
 
 /// News from the processes, probes and timers.
@@ -239,16 +263,13 @@ impl Orchestrator {
                 }
                 return;
             }
-            Request::Start(_, reply) | Request::Stop(reply) | Request::AddUser(_, reply)
+            Request::Start(_, reply) | Request::Stop(_, reply) | Request::AddUser(_, reply)
                 if self.shutdown.is_some() =>
             {
                 (Err(Refusal::ShuttingDown), reply)
             }
-            Request::Start(user, reply) => (self.pod.start(user), reply),
-            Request::Stop(reply) => {
-                self.pod.stop();
-                (Ok(()), reply)
-            }
+            Request::Start(start, reply) => (self.pod.start(start), reply),
+            Request::Stop(stop, reply) => (self.pod.stop(&stop), reply),
             Request::AddUser(user, reply) => (self.pod.add_user(user), reply),
         };
         let answer = answer.map(|()| self.publish());
@@ -278,22 +299,14 @@ struct Pod {
     logs: Arc<LogBook>,
     client: Client,
     gpus: GpuProbe,
-    device: Device,
-    attention: AttentionChoice,
-    confirmed: Option<ConfirmedAttention>,
     roster: Roster,
     auth: AuthStatus,
     verification: crate::verify::Report,
     started_ms: UnixMillis,
     /// Warnings that hold for the whole run.
     warnings: Vec<String>,
-    /// Whose ComfyUI the pod should run.
-    user: Option<UserName>,
-    /// Custom nodes the current ComfyUI could not import.
-    import_failed: Vec<ImportFailure>,
-    /// The running prompt's sampler progress, while a prompt runs.
-    prompt: Option<PromptProgress>,
-    comfyui: Supervised,
+    /// The ComfyUIs, one a slot, the first on `runtime.comfyui_port`.
+    slots: Vec<Slot>,
     jupyter: Option<(Supervised, JupyterPlan)>,
     usage: Option<UsageLog>,
     sync: Option<SyncHandle>,
@@ -312,7 +325,7 @@ async fn changed<T>(news: &mut Option<watch::Receiver<T>>) -> Result<(), watch::
 
 fn name_of(kind: Kind) -> &'static str {
     match kind {
-        Kind::ComfyUi => "ComfyUI",
+        Kind::ComfyUi(_) => "ComfyUI",
         Kind::Jupyter => "JupyterLab",
     }
 }

@@ -5,15 +5,16 @@
 
 use tokio::sync::mpsc;
 
-use super::{Internal, Kind, Pod, Setup, Supervised};
+use super::{Internal, Kind, Pod, Setup, Slot, Supervised};
 use crate::service::clock::now_ms;
 use crate::service::loopback::local_client;
 use crate::service::secrets::PANEL_TOKEN_ENV;
 use crate::service::state::Event;
-use crate::supervisor::attention;
-use crate::supervisor::control::Refusal;
+use crate::supervisor::control::{Refusal, StartRequest, StopRequest};
 use crate::supervisor::gpu::Device;
 use crate::supervisor::jupyter::{self, JupyterPlan};
+use crate::supervisor::placement::{self, Placement, Seat};
+use crate::supervisor::slots::{self, SlotIndex};
 use crate::supervisor::usage::UsageLog;
 use crate::supervisor::users::{AddError, Roster};
 use crate::user::UserName;
@@ -35,12 +36,14 @@ impl Pod {
             host,
         } = setup;
         let device = gpus.device();
-        let attention = attention::choose(
-            settings.stack.attention,
-            &device,
-            &settings.stack.attention_kernels,
-        );
         let mut warnings = gpus.notes.clone();
+        let (plans, slot_warnings) =
+            slots::plan(settings.stack.runtime.slots, &gpus, settings.comfyui_port);
+        warnings.extend(slot_warnings);
+        let slots = plans
+            .into_iter()
+            .map(|plan| Slot::new(plan, &settings))
+            .collect();
         if verification.mismatch() {
             warnings.push(format!(
                 "This pod is not the build it should be: {}",
@@ -85,22 +88,16 @@ impl Pod {
             .then(|| (Supervised::new("JupyterLab", &settings), jupyter_plan));
         Ok(Self {
             client: local_client()?,
-            comfyui: Supervised::new("ComfyUI", &settings),
+            slots,
             settings,
             reaper,
             logs,
             gpus,
-            device,
-            attention,
-            confirmed: None,
             roster,
             auth,
             verification,
             started_ms: now_ms(),
             warnings,
-            user: None,
-            import_failed: Vec::new(),
-            prompt: None,
             jupyter,
             usage,
             sync,
@@ -112,51 +109,90 @@ impl Pod {
 
     /// What runs from the start: JupyterLab when enabled (or its refusal, as a failed state).
     pub(super) fn begin(&mut self) {
-        tracing::info!(
-            "attention: {} ({})",
-            self.attention.kernel,
-            self.attention.why
-        );
+        for slot in &self.slots {
+            tracing::info!(
+                "slot {} (port {}): attention {} ({})",
+                slot.plan.index,
+                slot.plan.port,
+                slot.attention.kernel,
+                slot.attention.why
+            );
+        }
         if self.jupyter.is_some() {
             self.drive(Kind::Jupyter, Event::StartRequested);
         }
     }
 
-    pub(super) fn start(&mut self, user: UserName) -> Result<(), Refusal> {
+    pub(super) fn seats(&self) -> Vec<Seat> {
+        self.slots.iter().map(Slot::seat).collect()
+    }
+
+    pub(super) fn start(&mut self, request: StartRequest) -> Result<(), Refusal> {
+        let StartRequest { user, slot, force } = request;
         if !self.roster.contains(&user) {
             return Err(Refusal::UnknownUser {
                 user,
                 users: self.roster.names(),
             });
         }
+        let placement =
+            placement::start(&self.seats(), &user, slot, force).map_err(Refusal::Slot)?;
+        let (slot, replaced) = match placement {
+            Placement::Take(slot) => (slot, None),
+            Placement::Replace { slot, holder } => (slot, Some(holder)),
+        };
+        // A slot's last user, whose ComfyUI stopped or failed, is replaced without a word.
         let running_for = self
-            .comfyui
+            .slot(slot)
+            .service
             .process
             .as_ref()
-            .and_then(|process| process.user.clone());
-        let switching = running_for.as_ref().is_some_and(|running| *running != user);
-        tracing::info!("start requested for {user}");
+            .and_then(|p| p.user.clone());
+        match &replaced {
+            Some(holder) => tracing::warn!(
+                "{user} forced slot {slot}: {holder}'s ComfyUI is stopped, with whatever it was running"
+            ),
+            None => tracing::info!("start requested for {user} in slot {slot}"),
+        }
         if let Some(sync) = &self.sync {
             sync.serve(user.clone());
         }
-        self.user = Some(user);
+        let switching = running_for.is_some_and(|running| running != user);
+        self.slot_mut(slot).user = Some(user);
         if switching {
             // Stop the other user's ComfyUI; the state machine starts again once it exited.
-            self.drive(Kind::ComfyUi, Event::StopRequested);
+            self.drive(Kind::ComfyUi(slot), Event::StopRequested);
         }
-        self.drive(Kind::ComfyUi, Event::StartRequested);
+        self.drive(Kind::ComfyUi(slot), Event::StartRequested);
         Ok(())
     }
 
-    pub(super) fn stop(&mut self) {
-        tracing::info!("stop requested");
-        self.user = None;
-        self.drive(Kind::ComfyUi, Event::StopRequested);
+    pub(super) fn stop(&mut self, request: &StopRequest) -> Result<(), Refusal> {
+        let slot = placement::stop(
+            &self.seats(),
+            request.asker.as_ref(),
+            request.slot,
+            request.force,
+        )
+        .map_err(Refusal::Slot)?;
+        let holder = self.slot_mut(slot).user.take();
+        match (&request.asker, &holder) {
+            (Some(asker), Some(holder)) if asker != holder => tracing::warn!(
+                "{asker} forced a stop of {holder}'s ComfyUI in slot {slot}, with whatever it was running"
+            ),
+            _ => tracing::info!("stop requested for slot {slot}"),
+        }
+        self.drive(Kind::ComfyUi(slot), Event::StopRequested);
+        Ok(())
     }
 
     pub(super) fn stop_all(&mut self) {
         tracing::info!("stopping every service");
-        self.stop();
+        for index in 0..self.slots.len() {
+            let slot = self.slots[index].plan.index;
+            self.slots[index].user = None;
+            self.drive(Kind::ComfyUi(slot), Event::StopRequested);
+        }
         if self.jupyter.is_some() {
             self.drive(Kind::Jupyter, Event::StopRequested);
         }
@@ -196,7 +232,7 @@ impl Pod {
     }
 
     pub(super) fn all_down(&self) -> bool {
-        self.comfyui.process.is_none()
+        self.slots.iter().all(|slot| slot.service.process.is_none())
             && self
                 .jupyter
                 .as_ref()
@@ -211,16 +247,35 @@ impl Pod {
     }
 
     pub(super) fn supervised(&mut self, kind: Kind) -> &mut Supervised {
-        match (kind, &mut self.jupyter) {
-            (Kind::Jupyter, Some((jupyter, _))) => jupyter,
-            _ => &mut self.comfyui,
-        }
+        let slot = match kind {
+            Kind::ComfyUi(slot) => slot,
+            // No JupyterLab, no news from one: the first slot stands in.
+            Kind::Jupyter if self.jupyter.is_none() => SlotIndex(0),
+            Kind::Jupyter => {
+                return self
+                    .jupyter
+                    .as_mut()
+                    .map(|(jupyter, _)| jupyter)
+                    .unwrap_or_else(|| unreachable!("checked above"));
+            }
+        };
+        &mut self.slot_mut(slot).service
     }
 
     pub(super) fn supervised_ref(&self, kind: Kind) -> &Supervised {
         match (kind, &self.jupyter) {
             (Kind::Jupyter, Some((jupyter, _))) => jupyter,
-            _ => &self.comfyui,
+            (Kind::ComfyUi(slot), _) => &self.slot(slot).service,
+            (Kind::Jupyter, None) => &self.slots[0].service,
         }
+    }
+
+    /// A slot of the pod; slot numbers come from the pod's own plan.
+    pub(super) fn slot(&self, slot: SlotIndex) -> &Slot {
+        &self.slots[usize::from(slot.0)]
+    }
+
+    pub(super) fn slot_mut(&mut self, slot: SlotIndex) -> &mut Slot {
+        &mut self.slots[usize::from(slot.0)]
     }
 }

@@ -4,11 +4,12 @@
 use super::{Internal, Kind, Pod};
 use crate::service::task::AbortOnDrop;
 use crate::supervisor::probe::{self, Relief};
+use crate::supervisor::slots::SlotIndex;
 
 impl Pod {
     pub(super) fn probe_readiness(&mut self, kind: Kind) {
         let (port, path) = match kind {
-            Kind::ComfyUi => (self.settings.comfyui_port, "/system_stats"),
+            Kind::ComfyUi(slot) => (self.slot(slot).plan.port, "/system_stats"),
             Kind::Jupyter => (self.settings.stack.runtime.jupyter.port, "/api"),
         };
         let url = format!("{}{path}", probe::local_base(self.settings.listen, port));
@@ -24,9 +25,9 @@ impl Pod {
         })));
     }
 
-    pub(super) fn relieve_memory(&self) {
+    pub(super) fn relieve_memory(&self, slot: SlotIndex) {
         let client = self.client.clone();
-        let base = probe::local_base(self.settings.listen, self.settings.comfyui_port);
+        let base = probe::local_base(self.settings.listen, self.slot(slot).plan.port);
         let policy = self.settings.stack.runtime.memory.clone();
         tokio::spawn(async move {
             match probe::relieve_memory(&client, &base, &policy).await {

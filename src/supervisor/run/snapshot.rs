@@ -1,39 +1,50 @@
 //! The pod's status as the orchestrator publishes it after every change: the stack, the
-//! verification, users, GPUs, attention requested and confirmed, every service slot (the
-//! sync service's state; its full report is read from the sync service itself) and the warnings.
+//! verification, users, GPUs, every ComfyUI slot (who, port, GPUs, attention requested and
+//! confirmed, its service), the other services (the sync service's state; its full report is
+//! read from the sync service itself) and the warnings.
 
 use std::time::Duration;
 
-use super::Pod;
+use super::{Pod, Slot};
+use crate::manifest::MAX_SLOTS;
 use crate::service::status::ServiceStatus;
 use crate::supervisor::attention;
 use crate::supervisor::gpu::Device;
-use crate::supervisor::status::{AttentionStatus, Services, Slot, SlotOff, StackStatus, Status};
+use crate::supervisor::status::{
+    AttentionStatus, OptionalService, ServiceOff, Services, SlotStatus, StackStatus, Status,
+};
 
 impl Pod {
     pub(super) fn snapshot(&self) -> Status {
         let settings = &self.settings;
         let stack = &settings.stack;
-        let mismatch = self
-            .confirmed
-            .as_ref()
-            .and_then(|confirmed| attention::mismatch(&self.attention, confirmed));
+        let slots: Vec<SlotStatus> = self
+            .slots
+            .iter()
+            .map(|slot| slot.status(stack.runtime.expected_start.as_ref().map(|d| d.0)))
+            .collect();
         let mut warnings = self.warnings.clone();
-        warnings.extend(mismatch.clone());
+        warnings.extend(
+            slots
+                .iter()
+                .filter_map(|slot| slot.attention.mismatch.clone()),
+        );
         let host = self.host.latest();
         warnings.extend(
             host.as_ref()
                 .and_then(|sample| sample.volume.as_ref()?.warning()),
         );
-        warnings.extend(self.import_failed.iter().map(|failure| {
+        warnings.extend(slots.iter().flat_map(|slot| &slot.import_failed).map(|failure| {
             format!(
                 "Custom node {} failed to import (IMPORT FAILED): its nodes are missing from every workflow; the ComfyUI log has the error",
                 failure.node
             )
         }));
         let jupyter = match &self.jupyter {
-            Some((service, _)) => Slot::Service(service.status("/api/logs?service=jupyter")),
-            None => Slot::Off(SlotOff {
+            Some((service, _)) => {
+                OptionalService::Service(service.status("/api/logs?service=jupyter"))
+            }
+            None => OptionalService::Off(ServiceOff {
                 state: "disabled",
                 note: "JupyterLab is off (runtime.jupyter.enabled)".to_owned(),
             }),
@@ -48,28 +59,18 @@ impl Pod {
             verification: self.verification.clone(),
             pod: settings.pod.as_str().to_owned(),
             started_ms: self.started_ms,
-            user: self.user.as_ref().map(ToString::to_string),
+            user: slots[0].user.clone(),
             users: self.roster.names(),
             allow_new_users: self.roster.allows_new(),
             gpus: self.gpus.gpus.clone(),
-            cpu_mode: self.device == Device::Cpu,
-            attention: AttentionStatus {
-                requested: self.attention.clone(),
-                confirmed: self.confirmed.clone(),
-                mismatch,
-            },
+            cpu_mode: self.gpus.device() == Device::Cpu,
+            attention: slots[0].attention.clone(),
             services: Services {
-                comfyui: ServiceStatus {
-                    expected_start_s: Some(expected_start_s(
-                        stack.runtime.expected_start.as_ref().map(|d| d.0),
-                        self.comfyui.last_start_s,
-                    )),
-                    ..self.comfyui.status("/api/logs?service=comfyui")
-                },
+                comfyui: slots[0].comfyui.clone(),
                 jupyter,
                 sync: match &self.sync {
-                    Some(sync) => Slot::Service(sync.report().service.clone()),
-                    None => Slot::Off(SlotOff {
+                    Some(sync) => OptionalService::Service(sync.report().service.clone()),
+                    None => OptionalService::Off(ServiceOff {
                         state: "not-configured",
                         note: "no [sync] section in the stack manifest".to_owned(),
                     }),
@@ -80,12 +81,55 @@ impl Pod {
             runpod_pod_id: settings.runpod_pod_id.clone(),
             auth: self.auth.clone(),
             warnings,
-            import_failed: self.import_failed.clone(),
-            prompt: self.prompt,
+            import_failed: slots[0].import_failed.clone(),
+            prompt: slots[0].prompt,
             host,
+            slots,
         }
     }
 }
+
+impl Slot {
+    fn status(&self, expected_start: Option<Duration>) -> SlotStatus {
+        let log = super::comfyui_log(self.plan.index);
+        let logs = LOG_LINKS
+            .iter()
+            .find(|(name, _)| *name == log)
+            .map_or(LOG_LINKS[0].1, |(_, link)| *link);
+        SlotStatus {
+            slot: self.plan.index,
+            port: self.plan.port,
+            user: self.user.as_ref().map(ToString::to_string),
+            gpus: self.plan.gpus.clone(),
+            comfyui: ServiceStatus {
+                expected_start_s: Some(expected_start_s(expected_start, self.service.last_start_s)),
+                ..self.service.status(logs)
+            },
+            attention: AttentionStatus {
+                requested: self.attention.clone(),
+                confirmed: self.confirmed.clone(),
+                mismatch: self
+                    .confirmed
+                    .as_ref()
+                    .and_then(|confirmed| attention::mismatch(&self.attention, confirmed)),
+            },
+            import_failed: self.import_failed.clone(),
+            prompt: self.prompt,
+        }
+    }
+}
+
+/// Where each slot's log is read (a service status names its log as a static link).
+const LOG_LINKS: [(&str, &str); MAX_SLOTS as usize] = [
+    ("comfyui", "/api/logs?service=comfyui"),
+    ("comfyui-1", "/api/logs?service=comfyui-1"),
+    ("comfyui-2", "/api/logs?service=comfyui-2"),
+    ("comfyui-3", "/api/logs?service=comfyui-3"),
+    ("comfyui-4", "/api/logs?service=comfyui-4"),
+    ("comfyui-5", "/api/logs?service=comfyui-5"),
+    ("comfyui-6", "/api/logs?service=comfyui-6"),
+    ("comfyui-7", "/api/logs?service=comfyui-7"),
+];
 
 /// A ComfyUI start's expected length when none was configured.
 const DEFAULT_EXPECTED_START: Duration = Duration::from_secs(180);
