@@ -258,17 +258,21 @@ async fn serve(
         }
     };
     let orchestrator = tokio::spawn(orchestrator.run());
+    let (stop_beats, beats_stop) = tokio::sync::oneshot::channel();
     let beats = {
         let control = control.clone();
         // Every slot's user: the fleet view lists who works on this pod.
-        tokio::spawn(beating.clone().run(Arc::new(move || {
-            control
-                .status()
-                .slots
-                .iter()
-                .filter_map(|slot| slot.user.clone())
-                .collect()
-        })))
+        tokio::spawn(beating.run(
+            Arc::new(move || {
+                control
+                    .status()
+                    .slots
+                    .iter()
+                    .filter_map(|slot| slot.user.clone())
+                    .collect()
+            }),
+            beats_stop,
+        ))
     };
     let sampler = match crate::service::loopback::local_client() {
         Ok(client) => tokio::spawn(
@@ -368,9 +372,8 @@ async fn serve(
     }
     orchestrator.abort();
     // A clean stop: this pod leaves the fleet instead of falling silent.
-    beats.abort();
+    let _ = stop_beats.send(());
     let _ = beats.await;
-    beating.remove();
     sampler.abort();
     let _ = close.send(());
     if tokio::time::timeout(SERVER_CLOSE, &mut server)

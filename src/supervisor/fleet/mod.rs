@@ -256,7 +256,7 @@ impl FleetSource {
 }
 
 /// What this pod beats with; the users change as the panel starts and stops ComfyUI.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Beating {
     pub dir: PathBuf,
     pub template: Heartbeat,
@@ -264,12 +264,21 @@ pub struct Beating {
 }
 
 impl Beating {
-    /// Writes a beat every interval until aborted, with the users `users` says now.
-    pub async fn run(self, users: Arc<dyn Fn() -> Vec<String> + Send + Sync>) {
+    /// Writes a beat every interval, with the users `users` says now, until `stop` fires (or
+    /// its sender is dropped); then removes the heartbeat: a clean stop leaves the fleet. The
+    /// beat being written finishes first, so no write can put the file back after the removal.
+    pub async fn run(
+        self,
+        users: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) {
         let mut ticker = tokio::time::interval(self.interval);
         let mut warned = false;
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = &mut stop => break,
+            }
             let mut beat = self.template.clone();
             beat.users = users();
             beat.beat_ms = crate::service::clock::now_ms();
@@ -287,10 +296,11 @@ impl Beating {
                 _ => {}
             }
         }
+        self.remove();
     }
 
     /// Removes this pod's heartbeat: a clean stop.
-    pub fn remove(&self) {
+    fn remove(&self) {
         let path = heartbeat::path_for(&self.dir, &self.template.pod);
         if let Err(err) = std::fs::remove_file(&path) {
             if err.kind() != std::io::ErrorKind::NotFound {
