@@ -64,6 +64,43 @@ fn a_log_stream_replays_the_ring_after_its_cursor() {
     assert_eq!(after[0]["cursor"], all[3]["cursor"]);
 }
 
+/// The status line of a stream's answer (`HTTP/1.1 200 OK`), read from its open connection.
+fn answered(stream: &mut std::io::BufReader<TcpStream>) -> String {
+    let mut status = String::new();
+    stream.read_line(&mut status).expect("an answer");
+    status.trim_end().to_owned()
+}
+
+#[test]
+fn a_log_stream_past_the_slots_is_refused_and_a_slot_comes_back_when_a_reader_leaves() {
+    let pod = pod().start();
+    let path = "/api/logs/stream?service=supervisor";
+    let mut open: Vec<_> = (0..32)
+        .map(|_| {
+            let mut stream = event_stream(pod.panel, path);
+            assert_eq!(answered(&mut stream), "HTTP/1.1 200 OK");
+            stream
+        })
+        .collect();
+    let refused = http(pod.panel, "GET", path, None, &[]).expect("the panel answers");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("page through GET /api/logs?after=<cursor>"),
+        "{}",
+        refused.body
+    );
+    // The health check is not a log stream: it still answers.
+    assert_eq!(pod.get("/api/health").status, 200);
+    // One reader leaves: its slot is free again once the server sees the connection gone.
+    open.pop();
+    eventually("a log stream slot to come back", || {
+        let mut stream = event_stream(pod.panel, path);
+        (answered(&mut stream) == "HTTP/1.1 200 OK").then_some(())
+    });
+}
+
 #[test]
 fn idle_and_half_sent_connections_do_not_crowd_out_health() {
     let pod = pod().start();
