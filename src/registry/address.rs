@@ -129,7 +129,11 @@ mod tests {
         let cuda = address("nvidia/cuda:12.9.1-cudnn-runtime-ubuntu22.04");
         assert_eq!(
             (cuda.registry(), cuda.repository(), cuda.reference()),
-            (DOCKER_HUB, "nvidia/cuda", "12.9.1-cudnn-runtime-ubuntu22.04")
+            (
+                DOCKER_HUB,
+                "nvidia/cuda",
+                "12.9.1-cudnn-runtime-ubuntu22.04"
+            )
         );
         assert_eq!(address("rust:1.95-alpine").repository(), "library/rust");
         assert_eq!(

@@ -58,12 +58,13 @@ pub async fn pulled_image(
             layer_bytes: layers.iter().map(|layer| layer.size).collect(),
         }),
         Manifest::Index(entries) => {
-            let entry =
-                manifest::choose(&entries, platform).map_err(|found| RegistryError::NoPlatform {
+            let entry = manifest::choose(&entries, platform).map_err(|found| {
+                RegistryError::NoPlatform {
                     image: address.to_string(),
                     platform,
                     found,
-                })?;
+                }
+            })?;
             let chosen = address.at(manifest::entry_digest(entry).map_err(bad)?);
             let (body, content_type) = session.get_manifest(chosen.reference()).await?;
             let manifest = verified(&chosen, &body)?;
@@ -142,7 +143,11 @@ impl<'a> Session<'a> {
 
     /// A successful answer for the manifest `reference` names, after the token flow if the
     /// registry asks for it.
-    async fn manifest(&mut self, method: Method, reference: &str) -> Result<Response, RegistryError> {
+    async fn manifest(
+        &mut self,
+        method: Method,
+        reference: &str,
+    ) -> Result<Response, RegistryError> {
         let url = self.address.manifest_url(reference);
         let mut response = self.send(&url, &method).await?;
         if response.status() == StatusCode::UNAUTHORIZED && self.token.is_none() {
@@ -152,7 +157,8 @@ impl<'a> Session<'a> {
                 .and_then(|value| value.to_str().ok())
                 .unwrap_or_default()
                 .to_owned();
-            let challenge = BearerChallenge::parse(&challenge).map_err(|reason| self.denied(reason))?;
+            let challenge =
+                BearerChallenge::parse(&challenge).map_err(|reason| self.denied(reason))?;
             self.token = Some(self.pull_token(&challenge).await?);
             response = self.send(&url, &method).await?;
         }
@@ -198,10 +204,7 @@ impl<'a> Session<'a> {
             .await
             .map_err(|err| RegistryError::from_http(&host_of(url.as_str()), err))?;
         if !response.status().is_success() {
-            return Err(self.denied(format!(
-                "its token service answered {}",
-                response.status()
-            )));
+            return Err(self.denied(format!("its token service answered {}", response.status())));
         }
         let answer: TokenAnswer = response
             .json()
