@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::size::LayerSize;
+use crate::duration::HumanDuration;
 use crate::http::Http;
 use crate::manifest::Base;
 use crate::registry::{self, ImageAddress, ImagePlatform, PulledImage};
@@ -67,7 +68,7 @@ pub async fn measure(http: &Http, base: &Base) -> BaseImage {
             base.image
         ))
     } else {
-        from_registry(http, &base.image, digest.as_ref()).await
+        from_registry(http, &base.image, digest.as_ref(), REGISTRY_DEADLINE).await
     };
     let registry_why = match asked {
         Ok(pulled) => {
@@ -108,16 +109,17 @@ pub async fn measure(http: &Http, base: &Base) -> BaseImage {
     }
 }
 
-/// The blobs the registry lists for the image, or why not.
+/// The blobs the registry lists for the image, or why not, within `deadline`.
 async fn from_registry(
     http: &Http,
     image: &str,
     digest: Option<&ImageDigest>,
+    deadline: Duration,
 ) -> Result<PulledImage, String> {
     let reference = ImageReference::parse(image).map_err(|invalid| invalid.message)?;
     let address = ImageAddress::new(&reference, digest);
     match tokio::time::timeout(
-        REGISTRY_DEADLINE,
+        deadline,
         registry::pulled_image(http, &address, ImagePlatform::STACK),
     )
     .await
@@ -126,9 +128,9 @@ async fn from_registry(
         // A note under the plan is one line.
         Ok(Err(err)) => Err(err.to_string().replace("\n  hint: ", "; ")),
         Err(_) => Err(format!(
-            "{} did not answer within {} s",
+            "{} did not answer within {}",
             address.registry(),
-            REGISTRY_DEADLINE.as_secs()
+            HumanDuration(deadline)
         )),
     }
 }
@@ -171,5 +173,44 @@ fn local_image(image: &str) -> Result<u64, String> {
         Err(_) => Err(format!(
             "{image} cannot be looked up in a local Docker engine: there is no `docker` here"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registry that takes connections and never answers does not hold the plan up.
+    #[tokio::test]
+    async fn a_silent_registry_is_given_up_on() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let http = registry_client().unwrap();
+        let image = format!("127.0.0.1:{port}/base:bookworm");
+        let why = from_registry(&http, &image, None, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert_eq!(why, format!("127.0.0.1:{port} did not answer within 300ms"));
+    }
+
+    #[tokio::test]
+    async fn a_local_base_is_not_looked_for_in_a_registry() {
+        let base: Base = toml::from_str(
+            "image = \"podstack-no-such-base:bookworm\"\nlocal = true\npython = \"3.11\"",
+        )
+        .unwrap();
+        let measured = measure(&registry_client().unwrap(), &base).await;
+        assert_eq!(measured.source, BaseSizeSource::Unknown);
+        assert_eq!(
+            measured.registry_why.as_deref(),
+            Some("podstack-no-such-base:bookworm is a local image (`base.local = true`), in no registry")
+        );
+        assert!(measured.registry.is_none());
     }
 }
