@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Re-draws the book's benchmark charts (docs/src/images/charts/*.svg) from the benchmark
+# scripts' last results (docs/src/images/charts/data/*.json: ci/bench-sync.sh,
+# ci/bench-supervisor.sh, ci/plan-vs-docker.sh write them). The drawing tool is the workspace
+# member tools/charts (plotters, SVG only).
+# Usage: ci/charts.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo run --quiet --locked -p podstack-charts -- \
+    --data docs/src/images/charts/data --out docs/src/images/charts
