@@ -9,7 +9,7 @@ use super::{errors, open, run, wait_state};
 use crate::support::pod::pod;
 
 /// Picks `user` in the panel's user list, as a person would.
-async fn pick_user(browser: &Browser, user: &str) {
+pub(super) async fn pick_user(browser: &Browser, user: &str) {
     browser
         .js_with(
             "const s = document.querySelector('#user'); s.value = arguments[0]; \
