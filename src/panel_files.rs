@@ -13,6 +13,11 @@ pub fn panel_files(project: &Project) -> Result<Vec<(String, Vec<u8>)>, RenderEr
     if project.root.join(UI_DIR).is_dir() {
         return read_tree(&project.root, UI_DIR);
     }
+    Ok(compiled_in())
+}
+
+/// The panel compiled into podstack (from its repository's `templates/ui/`).
+pub fn compiled_in() -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     let ui = UI_DIR
         .strip_prefix("templates/")
@@ -20,7 +25,7 @@ pub fn panel_files(project: &Project) -> Result<Vec<(String, Vec<u8>)>, RenderEr
         .expect("the panel is compiled in from templates/ui");
     collect(ui, &mut files);
     files.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(files)
+    files
 }
 
 fn collect(dir: &include_dir::Dir<'static>, files: &mut Vec<(String, Vec<u8>)>) {

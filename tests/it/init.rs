@@ -65,7 +65,35 @@ fn init_then_check_build_and_build_check_in_a_new_folder() {
         .expect_code(0);
     assert_eq!(check.stdout, build.stdout);
 
-    // The project has no templates/ui: the image gets the panel compiled into podstack.
+    // The project has no templates/ui: the image gets the panel compiled into podstack, and
+    // the plan counts it.
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=init", "-c", "user.email=init@example.com"])
+            .args(args)
+            .current_dir(&project)
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "podstack init"]);
+    let plan = podstack(["plan", "studio", "--json"])
+        .current_dir(&project)
+        .run()
+        .expect_code(0);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).expect("plan JSON");
+    let panel = plan["layers"]
+        .as_array()
+        .and_then(|layers| layers.iter().find(|l| l["layer"] == "control panel"))
+        .expect("a control panel layer");
+    let panel_bytes: u64 = read_all(&repo().join("templates/ui"))
+        .values()
+        .map(|content| content.len() as u64)
+        .sum();
+    assert_eq!(panel["verdict"], "kept", "{panel}");
+    assert_eq!(panel["size"]["bytes"], panel_bytes, "{panel}");
     let context = temp.path().join("context");
     podstack(["context", "studio"])
         .arg(&context)
