@@ -55,6 +55,9 @@ cargo test --workspace --locked --doc
 say "podstack build --check"
 cargo run --quiet --locked -- build --check
 
+say "the book's charts are what the benchmark results draw"
+bash ci/charts.sh --check
+
 say "shellcheck"
 shellcheck ci/*.sh .ci/run generated/*/start.sh tests/fixtures/nvidia-smi/nvidia-smi \
     tests/fixtures/rclone/rclone

@@ -38,6 +38,8 @@ pub enum ChartsError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{} differ from what the results draw\n  hint: run ci/charts.sh and commit the result", .0.join(", "))]
+    Stale(Vec<String>),
     #[error(transparent)]
     Draw(#[from] bars::DrawError),
 }
@@ -60,8 +62,8 @@ fn read<T: DeserializeOwned>(
     })
 }
 
-/// Draws every chart from the results in `data` into `out`; returns the files written.
-pub fn draw_all(data: &Path, out: &Path) -> Result<Vec<PathBuf>, ChartsError> {
+/// Every chart drawn from the results in `data`: its file name and its SVG.
+pub fn draw_all(data: &Path) -> Result<Vec<(&'static str, String)>, ChartsError> {
     let reference = Reference::embedded();
     let sync = read(data, "bench-sync.json", "ci/bench-sync.sh")?;
     let supervisor = read(data, "bench-supervisor.json", "ci/bench-supervisor.sh")?;
@@ -74,13 +76,22 @@ pub fn draw_all(data: &Path, out: &Path) -> Result<Vec<PathBuf>, ChartsError> {
         ),
         ("plan-bytes.svg", charts::plan_bytes(&plan)),
     ];
-    let mut written = Vec::new();
+    let mut drawn = Vec::new();
     for (file, chart) in charts {
-        let path = out.join(file);
         let mut svg = chart.svg()?;
         if !svg.ends_with('\n') {
             svg.push('\n');
         }
+        drawn.push((file, svg));
+    }
+    Ok(drawn)
+}
+
+/// Draws every chart into `out`; returns the files written.
+pub fn write_all(data: &Path, out: &Path) -> Result<Vec<PathBuf>, ChartsError> {
+    let mut written = Vec::new();
+    for (file, svg) in draw_all(data)? {
+        let path = out.join(file);
         std::fs::create_dir_all(out)
             .and_then(|()| std::fs::write(&path, svg))
             .map_err(|source| ChartsError::Write {
@@ -90,4 +101,19 @@ pub fn draw_all(data: &Path, out: &Path) -> Result<Vec<PathBuf>, ChartsError> {
         written.push(path);
     }
     Ok(written)
+}
+
+/// Fails when a chart in `out` is not what the results in `data` draw (CI's drift check).
+pub fn check_all(data: &Path, out: &Path) -> Result<(), ChartsError> {
+    let stale: Vec<String> = draw_all(data)?
+        .into_iter()
+        .map(|(file, svg)| (out.join(file), svg))
+        .filter(|(path, svg)| std::fs::read_to_string(path).ok().as_ref() != Some(svg))
+        .map(|(path, _)| path.display().to_string())
+        .collect();
+    if stale.is_empty() {
+        Ok(())
+    } else {
+        Err(ChartsError::Stale(stale))
+    }
 }

@@ -16,11 +16,19 @@ struct Args {
     /// Where the SVGs go.
     #[arg(long, default_value = "docs/src/images/charts")]
     out: PathBuf,
+    /// Write nothing; fail when the SVGs there are not what the results draw.
+    #[arg(long)]
+    check: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match podstack_charts::draw_all(&args.data, &args.out) {
+    let result = if args.check {
+        podstack_charts::check_all(&args.data, &args.out).map(|()| Vec::new())
+    } else {
+        podstack_charts::write_all(&args.data, &args.out)
+    };
+    match result {
         Ok(written) => {
             for path in written {
                 println!("wrote {}", path.display());

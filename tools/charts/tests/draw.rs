@@ -9,7 +9,7 @@ fn fixtures() -> &'static Path {
 
 fn drawn() -> (tempfile::TempDir, Vec<String>) {
     let out = tempfile::tempdir().expect("temp dir");
-    let written = podstack_charts::draw_all(fixtures(), out.path()).expect("charts drawn");
+    let written = podstack_charts::write_all(fixtures(), out.path()).expect("charts drawn");
     let names = written
         .iter()
         .map(|path| {
@@ -95,11 +95,26 @@ fn plan_bytes_puts_the_prediction_beside_docker_per_change() {
 #[test]
 fn a_missing_result_names_the_benchmark_that_writes_it() {
     let empty = tempfile::tempdir().expect("temp dir");
-    let err = podstack_charts::draw_all(empty.path(), empty.path()).expect_err("no results");
+    let err = podstack_charts::write_all(empty.path(), empty.path()).expect_err("no results");
     let message = err.to_string();
     assert!(
         message.contains("bench-sync.json")
             && message.contains("hint: run ci/bench-sync.sh first; it writes this file"),
         "{message}"
+    );
+}
+
+#[test]
+fn check_passes_on_current_charts_and_names_a_stale_one() {
+    let (out, _) = drawn();
+    podstack_charts::check_all(fixtures(), out.path()).expect("current");
+    std::fs::write(out.path().join("plan-bytes.svg"), "<svg/>\n").expect("write");
+    let err = podstack_charts::check_all(fixtures(), out.path()).expect_err("stale");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} differ from what the results draw\n  hint: run ci/charts.sh and commit the result",
+            out.path().join("plan-bytes.svg").display()
+        )
     );
 }
