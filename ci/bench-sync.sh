@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark of the output sync against a WebDAV remote (`rclone serve webdav` on loopback),
 # side by side in one run with the field approach it replaces (L25):
-#   - podstack: the supervisor (release build) serving 4 users, its sync service with the
-#     manifest's defaults except min_age = 2s (the bench writes each file in one go);
+#   - podstack: the supervisor (release build) serving 4 users in 4 slots, its sync service
+#     with the manifest's defaults except min_age = 2s (the bench writes each file in one go);
 #   - field: a bash loop over the user folders, `rclone sync --transfers 2 --checkers 2`
 #     for each, then `sleep 60`, started when the users start generating.
 # The workload is the same for both: 4 users generating at once, each writing one file every
@@ -117,6 +117,9 @@ import json, sys
 work, port, users = sys.argv[1], sys.argv[2], sys.argv[3:]
 stack = json.load(open("generated/smoke/stack.json"))
 stack["runtime"]["users"] = users
+# One ComfyUI per user at once, as four artists on one pod need (a pod without GPUs has one
+# slot by default, and a second user's start would ask to take it).
+stack["runtime"]["slots"] = len(users)
 stack["sync"] = {
     "remote": "dav", "backend": "webdav", "root": "podstack", "team_drive": "",
     "options": {"url": f"http://127.0.0.1:{port}", "vendor": "other", "user": "bench"},
