@@ -17,8 +17,8 @@
 # Usage: ci/bench-supervisor.sh   (installs wrk from Debian when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=ci/bench-lib.sh
-source ci/bench-lib.sh
+# shellcheck source=ci/bench-results.sh
+source ci/bench-results.sh
 run=$(bench_run_json "ci/bench-supervisor.sh")
 command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 cargo build --release --locked --quiet

@@ -16,8 +16,8 @@
 # Usage: ci/bench-sync.sh [FILES_PER_USER]   (rclone is the tests', from ci/rclone.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=ci/bench-lib.sh
-source ci/bench-lib.sh
+# shellcheck source=ci/bench-results.sh
+source ci/bench-results.sh
 PATH="$(bash ci/rclone.sh):$PATH"
 cargo build --release --locked --quiet
 

@@ -13,8 +13,8 @@
 # Usage: ci/plan-vs-docker.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# shellcheck source=ci/bench-lib.sh
-source ci/bench-lib.sh
+# shellcheck source=ci/bench-results.sh
+source ci/bench-results.sh
 run=$(bench_run_json "ci/plan-vs-docker.sh")
 docker=/usr/bin/docker
 "$docker" image inspect podstack-base:bookworm >/dev/null 2>&1 \

@@ -1,4 +1,4 @@
-//! The JSON results the benchmark scripts write (`ci/bench-lib.sh`): what each chart reads of
+//! The JSON results the benchmark scripts write (`ci/bench-results.sh`): what each chart reads of
 //! them. Fields the charts do not draw are left unread.
 
 use serde::Deserialize;
