@@ -6,6 +6,7 @@ mod api;
 mod build;
 mod deploy;
 mod fleet;
+mod init;
 mod injection;
 mod lock;
 mod malformed;
