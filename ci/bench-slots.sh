@@ -8,7 +8,8 @@
 #     with her own slot back, no process started) and erin's start in carol's slot 2
 #     (answered 409 naming carol and her queue, which the supervisor asks of carol's ComfyUI);
 #   - p50/p99/max of each kind, per run (RUNS runs against the same pod), with the load
-#     average, printed and written to target/bench/slots.json (one object a run).
+#     average, printed and written to docs/src/images/charts/data/bench-slots.json with the
+#     run's context (ci/bench-results.sh), beside the other benchmarks' results.
 # Usage: ci/bench-slots.sh [RUNS] [START_CALLS]   (defaults 3 and 200; installs wrk when missing)
 set -euo pipefail
 runs=${1:-3}
@@ -18,6 +19,9 @@ source "$(dirname "$0")/bench-lib.sh"
 bench_need_wrk
 bench_setup
 bench_stack alice bob carol dave erin
+# shellcheck source=ci/bench-results.sh
+source ci/bench-results.sh
+run=$(bench_run_json "ci/bench-slots.sh $runs $calls")
 
 # Slot N listens on slot 0's port + N: find four free ports in a row.
 while ! python3 - "$comfy" <<'PY'
@@ -40,8 +44,7 @@ FAKE_NVIDIA_SMI=four STANDIN_GPU="NVIDIA GeForce RTX 4090" STANDIN_STARTUP_SECON
     STANDIN_PROMPT_SECONDS=3600 PODSTACK_NVIDIA_SMI="$PWD/tests/fixtures/nvidia-smi/nvidia-smi" \
     bench_supervise python3
 
-mkdir -p target/bench
-python3 - "$port" "$comfy" "$runs" "$calls" "$pid" <<'PY'
+python3 - "$port" "$comfy" "$runs" "$calls" "$pid" "$work/slots.json" <<'PY'
 import http.client, json, os, signal, statistics, subprocess, sys, time
 port, comfy, runs, calls, pid = (int(a) for a in sys.argv[1:6])
 PROMPT = json.dumps({"prompt": {
@@ -131,10 +134,10 @@ for run in range(1, runs + 1):
           f"{row['start_busy_slot_409_ms']['p50']:.2f} ms, p99 "
           f"{row['start_busy_slot_409_ms']['p99']:.2f} ms, max {row['start_busy_slot_409_ms']['max']:.2f} ms")
     time.sleep(3)
-record = {"bench": "slots", "command": "ci/bench-slots.sh", "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-          "runs": results}
-with open("target/bench/slots.json", "w") as f:
-    json.dump(record, f, indent=1)
-print("BENCH " + json.dumps(record, separators=(",", ":")))
+with open(sys.argv[6], "w") as f:
+    json.dump(results, f)
 PY
-echo "written: target/bench/slots.json"
+bench_write bench-slots "$(python3 -c '
+import json, sys
+print(json.dumps({"run": json.loads(sys.argv[1]), "runs": json.load(open(sys.argv[2]))}))
+' "$run" "$work/slots.json")"
