@@ -141,7 +141,7 @@ pub fn path_for(dir: &Path, pod: &str) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub fn beat(pod: &str) -> Heartbeat {

@@ -17,6 +17,10 @@ pub use heartbeat::Heartbeat;
 /// A pod is silent once it missed this many beats.
 const MISSED_BEATS: u64 = 3;
 
+/// How often a beating pod looks at its users between beats: a start or a stop is on the
+/// volume within this, not a whole beat interval later.
+const USERS_CHECK: Duration = Duration::from_secs(1);
+
 /// `<vol>/.podstack/pods`.
 pub fn pods_dir(volume: &Path) -> PathBuf {
     volume.join(".podstack").join("pods")
@@ -264,28 +268,39 @@ pub struct Beating {
 }
 
 impl Beating {
-    /// Writes a beat every interval, with the users `users` says now, until `stop` fires (or
-    /// its sender is dropped); then removes the heartbeat: a clean stop leaves the fleet. The
-    /// beat being written finishes first, so no write can put the file back after the removal.
+    /// Writes a beat every interval, and at once when the users `users` says change, until
+    /// `stop` fires (or its sender is dropped); then removes the heartbeat: a clean stop leaves
+    /// the fleet. The beat being written finishes first, so no write can put the file back
+    /// after the removal.
     pub async fn run(
         self,
         users: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
         mut stop: tokio::sync::oneshot::Receiver<()>,
     ) {
         let mut ticker = tokio::time::interval(self.interval);
+        let mut users_check = tokio::time::interval(USERS_CHECK.min(self.interval));
+        let mut on_the_volume: Option<Vec<String>> = None;
         let mut warned = false;
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
+            let due = tokio::select! {
+                _ = ticker.tick() => true,
+                _ = users_check.tick() => false,
                 _ = &mut stop => break,
+            };
+            let now = users();
+            if !due && on_the_volume.as_ref() == Some(&now) {
+                continue;
             }
             let mut beat = self.template.clone();
-            beat.users = users();
+            beat.users.clone_from(&now);
             beat.beat_ms = crate::service::clock::now_ms();
             let dir = self.dir.clone();
             let written = tokio::task::spawn_blocking(move || beat.write(&dir)).await;
             match written {
-                Ok(Ok(())) => warned = false,
+                Ok(Ok(())) => {
+                    warned = false;
+                    on_the_volume = Some(now);
+                }
                 Ok(Err(err)) if !warned => {
                     tracing::warn!(
                         "cannot write this pod's heartbeat in {}: {err}",
@@ -307,5 +322,57 @@ impl Beating {
                 tracing::warn!("cannot remove {}: {err}", path.display());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// With a beat due only once an hour, a user who starts is on the volume at once, and a
+    /// clean stop removes the heartbeat.
+    #[tokio::test]
+    async fn a_change_of_users_is_written_before_the_next_beat_is_due() {
+        let volume = tempfile::tempdir().unwrap();
+        let dir = pods_dir(volume.path());
+        let mut template = heartbeat::tests::beat("pod-a");
+        template.users.clear();
+        let beating = Beating {
+            dir: dir.clone(),
+            template,
+            interval: Duration::from_secs(3600),
+        };
+        let users = Arc::new(Mutex::new(Vec::<String>::new()));
+        let read_users = Arc::clone(&users);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(beating.run(
+            Arc::new(move || read_users.lock().unwrap().clone()),
+            stopped,
+        ));
+        let path = heartbeat::path_for(&dir, "pod-a");
+        let users_on_the_volume = || {
+            Heartbeat::read(&path, "pod-a")
+                .map(|beat| beat.users)
+                .unwrap_or_default()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while !path.exists() {
+            assert!(tokio::time::Instant::now() < deadline, "no first beat");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(users_on_the_volume().is_empty());
+        users.lock().unwrap().push("alice".into());
+        while users_on_the_volume() != ["alice"] {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "alice is not on the volume while the next beat is an hour away"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.send(()).unwrap();
+        task.await.unwrap();
+        assert!(!path.exists(), "a clean stop leaves the fleet");
     }
 }
