@@ -126,6 +126,15 @@ fn a_busy_pod_as_the_book_shows_it() {
             )
             .await;
         assert_eq!(rows, json!(["syncing", "up to date", "synced by pod-7"]));
+        // The pod's own heartbeat names the two artists once they started (the panel reads
+        // the fleet every 10 s, the pod writes a change of users within a second).
+        browser
+            .wait(
+                "this pod's row in the fleet naming alice and bob",
+                "const r = [...document.querySelectorAll('#fleet-rows tr')]; \
+                 return r.length === 1 && r[0].cells[3].innerText === 'alice, bob'",
+            )
+            .await;
         let open = browser.text("#open").await;
         assert_eq!(open, "Open ComfyUI");
         assert!(
