@@ -1,7 +1,7 @@
 //! The book (`docs/`) cannot drift from the code: the manifest reference is what the schema
 //! renders, the API reference names exactly the router's routes, Troubleshooting quotes every
-//! manifest problem of the malformed corpus with its hint, and every link between pages lands
-//! on a page and a heading that exist.
+//! manifest problem of the malformed corpus with its hint, and every link between pages (and
+//! from the README into the book) lands on a page and a heading that exist.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -240,4 +240,23 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+#[test]
+fn the_readme_links_land_in_the_book() {
+    let readme = read(&repo().join("README.md"));
+    let mut broken = Vec::new();
+    for target in links(&readme) {
+        if target.contains("://") || target.starts_with('#') {
+            continue;
+        }
+        let (file, anchor) = target.split_once('#').unwrap_or((&target, ""));
+        let path = repo().join(file);
+        if !path.exists() {
+            broken.push(format!("{target}: no such file"));
+        } else if !anchor.is_empty() && !anchors(&read(&path)).contains(anchor) {
+            broken.push(format!("{target}: no heading #{anchor}"));
+        }
+    }
+    assert!(broken.is_empty(), "broken links in README.md:\n{}", broken.join("\n"));
 }
