@@ -258,5 +258,9 @@ fn the_readme_links_land_in_the_book() {
             broken.push(format!("{target}: no heading #{anchor}"));
         }
     }
-    assert!(broken.is_empty(), "broken links in README.md:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "broken links in README.md:\n{}",
+        broken.join("\n")
+    );
 }
