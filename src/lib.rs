@@ -15,6 +15,7 @@ pub mod outcome;
 pub mod plan;
 pub mod problem;
 pub mod project;
+pub mod registry;
 pub mod render;
 pub mod resolved;
 pub mod service;

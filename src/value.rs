@@ -393,6 +393,12 @@ impl ImageReference {
     pub fn tag(&self) -> Option<&str> {
         self.tag_at.map(|at| &self.text[at + 1..])
     }
+
+    /// The registry host the name gives (`ghcr.io`, `127.0.0.1:5000`), if any, and the
+    /// repository path after it (`nvidia/cuda`, `debian`).
+    pub fn registry_and_path(&self) -> (Option<&str>, &str) {
+        split_domain(&self.text[..self.tag_at.unwrap_or(self.text.len())])
+    }
 }
 
 impl fmt::Display for ImageReference {
@@ -432,16 +438,7 @@ fn check_image_name(name: &str) -> Result<(), String> {
     if name.len() > 255 {
         return Err("the name is longer than 255 characters".to_owned());
     }
-    let (domain, path) = match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':'])
-                || first == "localhost"
-                || first.contains(char::is_uppercase) =>
-        {
-            (Some(first), rest)
-        }
-        _ => (None, name),
-    };
+    let (domain, path) = split_domain(name);
     if let Some(domain) = domain {
         check_registry_host(domain)?;
     }
@@ -453,6 +450,21 @@ fn check_image_name(name: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Docker's split of a name into its registry (when the first component has a `.` or `:`, is
+/// `localhost`, or has an upper-case letter) and the repository path.
+fn split_domain(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.contains(char::is_uppercase) =>
+        {
+            (Some(first), rest)
+        }
+        _ => (None, name),
+    }
 }
 
 /// `host[:port]`, the host a DNS name or an IPv4 address.

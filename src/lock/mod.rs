@@ -15,7 +15,6 @@ pub mod git;
 pub mod index;
 pub mod lockfile;
 pub mod progress;
-pub mod registry;
 pub mod resolve;
 pub mod target;
 pub mod wheel_metadata;
@@ -35,6 +34,8 @@ use crate::compat::normalize_name;
 use crate::download::{self, DownloadError};
 use crate::http::Http;
 use crate::manifest::{Manifest, TorchIndex};
+use crate::registry::{self, ImageAddress};
+use crate::value::ImageReference;
 use crate::wheel::WheelFilename;
 use index::Index;
 use lockfile::{LockedGit, LockedImage, LockedWheel, PythonLock, LOCK_VERSION};
@@ -259,12 +260,22 @@ async fn lock_images(
             return Found::Kept(kept);
         }
         run.progress.status(format!("asking the registry for {image}"));
-        match registry::digest(run.http, &image).await {
+        let reference = match ImageReference::parse(&image) {
+            Ok(reference) => reference,
+            Err(invalid) => {
+                return Found::Failed(ItemError {
+                    item: format!("{role} image {image}"),
+                    message: invalid.message,
+                    hint: invalid.hint,
+                })
+            }
+        };
+        match registry::digest(run.http, &ImageAddress::new(&reference, None)).await {
             Ok(digest) => {
                 run.progress.line(format!("locked {role} image {image} -> {digest}"));
                 Found::Fetched(LockedImage { image, digest })
             }
-            Err(registry::RegistryError::Http(err)) if err.is_unreachable() => match kept {
+            Err(err) if err.is_unreachable() => match kept {
                 Some(kept) => {
                     run.progress.line(format!(
                         "kept {role} image {image} -> {} ({err})",

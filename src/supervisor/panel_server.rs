@@ -246,6 +246,59 @@ mod tests {
         assert!(!connections.close_oldest_idle());
     }
 
+    /// Serves a router answering `/api/health` with the given limits; returns its port.
+    async fn serving(limits: ConnectionLimits) -> u16 {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let router = Router::new().route("/api/health", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(serve(listener, router, limits, std::future::pending()));
+        port
+    }
+
+    /// Reads until the server closes the connection, which must happen within `deadline`.
+    async fn read_to_close(stream: &mut tokio::net::TcpStream, deadline: Duration) -> String {
+        use tokio::io::AsyncReadExt as _;
+        let mut answer = Vec::new();
+        tokio::time::timeout(deadline, stream.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection")
+            .expect("reads");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_half_sent_request_head_is_closed_and_a_whole_one_answered() {
+        use tokio::io::AsyncWriteExt as _;
+        let port = serving(ConnectionLimits {
+            max: 16,
+            idle: Duration::from_millis(500),
+        })
+        .await;
+        let mut half = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        half.write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let mut whole = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        whole
+            .write_all(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let answered = read_to_close(&mut whole, Duration::from_secs(60)).await;
+        assert!(answered.starts_with("HTTP/1.1 200 OK"), "{answered}");
+        assert!(answered.ends_with("ok"), "{answered}");
+        // 40 times our limit, yet under hyper's own 30 s default: a server that dropped
+        // `header_read_timeout(idle)` would still close it, but too late for this deadline.
+        let closed = read_to_close(&mut half, Duration::from_secs(20)).await;
+        assert!(
+            !closed.contains("200 OK"),
+            "a half-sent head got an answer: {closed}"
+        );
+    }
+
     #[test]
     fn reads_the_open_file_limit() {
         assert!(open_file_limit().is_some_and(|files| files > 0));

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::support::registry::{Pushed, Registry, DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::support::{copy_project, podstack, Run};
 
 /// A git repository holding the project's stacks, rendered and committed.
@@ -370,4 +371,187 @@ fn plan_against_an_unknown_revision_is_a_usage_error() {
         "{}",
         run.stderr
     );
+}
+
+/// The smoke stack with `image` as its base instead of the local one.
+fn on_base(repo: &Repo, image: &str) {
+    repo.edit(
+        "stacks/smoke.toml",
+        "image = \"podstack-base:bookworm\"\nlocal = true",
+        &format!("image = \"{image}\""),
+    );
+}
+
+/// Pins `image` to `digest` in the smoke stack's lock, as `podstack lock` does.
+fn lock_base(repo: &Repo, image: &str, digest: &str) {
+    let path = repo.path().join("stacks/smoke.lock");
+    let mut lock = std::fs::read_to_string(&path).expect("read the lock");
+    lock.push_str(&format!(
+        "\n[[image]]\nimage = \"{image}\"\ndigest = \"{digest}\"\n"
+    ));
+    std::fs::write(path, lock).expect("write the lock");
+}
+
+/// An image of `studio/base` in `registry`: a config and a layer per given content, with the
+/// bytes a pod pulls for it (the config and the layers, compressed: here stored as they are).
+fn pushed_image(
+    registry: &Registry,
+    tag: Option<&str>,
+    media_type: &str,
+    layers: &[String],
+) -> (Pushed, u64) {
+    let gzip = if media_type == DOCKER_MANIFEST {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    } else {
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    };
+    let config = registry.blob(
+        "studio/base",
+        "application/vnd.oci.image.config.v1+json",
+        &format!(
+            r#"{{"architecture":"amd64","os":"linux","layers":{}}}"#,
+            layers.len()
+        ),
+    );
+    let layers: Vec<Pushed> = layers
+        .iter()
+        .map(|content| registry.blob("studio/base", gzip, content))
+        .collect();
+    let bytes = config.size + layers.iter().map(|layer| layer.size).sum::<u64>();
+    let manifest = registry.image_manifest("studio/base", tag, media_type, &config, &layers);
+    (manifest, bytes)
+}
+
+fn base_layer(plan: &Value) -> &Value {
+    &plan["layers"][0]
+}
+
+#[test]
+fn plan_sizes_the_base_image_from_its_registry_manifest_by_tag_and_by_locked_digest() {
+    let registry = Registry::start();
+    // The tag names a Docker schema 2 manifest of two layers.
+    let (tagged, tagged_bytes) = pushed_image(
+        &registry,
+        Some("bookworm"),
+        DOCKER_MANIFEST,
+        &["a".repeat(3000), "b".repeat(1234)],
+    );
+    let image = format!("{}:bookworm", registry.image("studio/base"));
+    let repo = Repo::new();
+    on_base(&repo, &image);
+
+    let plan = repo.plan_json("smoke");
+    assert_eq!(plan["base"]["source"], "registry-manifest");
+    assert_eq!(plan["base"]["image"], image.as_str());
+    assert_eq!(base_layer(&plan)["size"]["known"], "exact");
+    assert_eq!(base_layer(&plan)["size"]["bytes"], tagged_bytes);
+    assert_eq!(plan["base"]["registry"]["manifest"], tagged.digest.as_str());
+    assert_eq!(
+        plan["base"]["registry"]["layer_bytes"],
+        serde_json::json!([3000, 1234])
+    );
+    let text = repo.plan(&["smoke"]).expect_code(0).stdout;
+    assert!(
+        text.contains(&format!(
+            "base image:      {image}, size from its registry manifest\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "  layer 1: the registry's manifest {}: the config and 2 layer(s), compressed, as a pod pulls them\n",
+            &tagged.digest[..19]
+        )),
+        "{text}"
+    );
+
+    // The lock pins an index of two platforms: the plan follows the lock, not the tag, and
+    // takes the index's linux/amd64 image.
+    let (amd64, amd64_bytes) = pushed_image(&registry, None, OCI_MANIFEST, &["c".repeat(777)]);
+    let (arm64, _) = pushed_image(&registry, None, OCI_MANIFEST, &["d".repeat(50_000)]);
+    let index = registry.index(
+        "studio/base",
+        None,
+        &[(&arm64, "linux", "arm64"), (&amd64, "linux", "amd64")],
+    );
+    lock_base(&repo, &image, &index.digest);
+    let plan = repo.plan_json("smoke");
+    assert_eq!(plan["base"]["source"], "registry-manifest");
+    assert_eq!(
+        plan["base"]["image"],
+        format!("{image}@{}", index.digest).as_str()
+    );
+    assert_eq!(base_layer(&plan)["size"]["bytes"], amd64_bytes);
+    let pulled = &plan["base"]["registry"];
+    assert_eq!(pulled["index"], index.digest.as_str());
+    assert_eq!(pulled["manifest"], amd64.digest.as_str());
+    assert_eq!(
+        pulled["platform"],
+        serde_json::json!({"os": "linux", "architecture": "amd64"})
+    );
+    assert_ne!(amd64_bytes, tagged_bytes);
+}
+
+#[test]
+fn plan_says_why_the_base_image_size_is_unknown() {
+    let registry = Registry::start();
+    let image = format!("{}:bookworm", registry.image("studio/base"));
+    let repo = Repo::new();
+    on_base(&repo, &image);
+    // A pinned digest the registry does not have.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    lock_base(&repo, &image, &missing);
+    let plan = repo.plan_json("smoke");
+    assert_eq!(plan["base"]["source"], "unknown");
+    let why = base_layer(&plan)["size"]["why"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        why,
+        format!(
+            "127.0.0.1:{} has no studio/base@{missing}; {image}@{missing} is not in this machine's Docker engine",
+            registry.port
+        )
+    );
+    assert!(plan["image"]["unknown_layers"].as_u64().unwrap() >= 1);
+
+    // No registry listening at all: said at once, never guessed.
+    let port = crate::support::http::free_port();
+    let offline = format!("127.0.0.1:{port}/studio/base:bookworm");
+    repo.edit("stacks/smoke.toml", &image, &offline);
+    let plan = repo.plan_json("smoke");
+    assert_eq!(plan["base"]["source"], "unknown");
+    let why = base_layer(&plan)["size"]["why"].as_str().unwrap();
+    assert!(
+        why.starts_with(&format!("127.0.0.1:{port} cannot be reached ("))
+            && why.ends_with(&format!(
+                "; {offline} is not in this machine's Docker engine"
+            )),
+        "{why}"
+    );
+    let text = repo.plan(&["smoke"]).expect_code(0).stdout;
+    assert!(
+        text.contains(&format!("base image:      {offline}, size unknown\n")),
+        "{text}"
+    );
+}
+
+/// An image pushed by the real Docker engine: the plan's base bytes are its manifest's config
+/// and layers, compressed as the registry holds them, not the engine's uncompressed size,
+/// though the engine has the image too.
+#[test]
+fn plan_sizes_a_base_image_docker_pushed() {
+    let registry = Registry::start();
+    let pushed = registry.docker_push("studio/pushed", "bookworm");
+    let manifest = registry.manifest_of("studio/pushed", "bookworm");
+    let blobs = std::iter::once(&manifest["config"])
+        .chain(manifest["layers"].as_array().unwrap())
+        .map(|blob| blob["size"].as_u64().unwrap())
+        .sum::<u64>();
+    let repo = Repo::new();
+    on_base(&repo, &pushed.image);
+    let plan = repo.plan_json("smoke");
+    assert_eq!(plan["base"]["source"], "registry-manifest");
+    assert_eq!(base_layer(&plan)["size"]["bytes"], blobs);
 }

@@ -1,10 +1,11 @@
 //! What the integration tests share: running the real `podstack` binary and the project's own
-//! paths (here), an HTTP client (`http`), a running pod (`pod`), a file server (`file_server`)
-//! and waiting with a deadline (`wait`).
+//! paths (here), an HTTP client (`http`), a running pod (`pod`), a file server (`file_server`),
+//! a real image registry (`registry`) and waiting with a deadline (`wait`).
 
 pub mod file_server;
 pub mod http;
 pub mod pod;
+pub mod registry;
 pub mod wait;
 
 use std::ffi::OsStr;
