@@ -12,25 +12,10 @@
 #   - the same with 100 clients that never read a byte of their stream (a stalled tab).
 # Usage: ci/bench-memory.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo build --release --locked --quiet
-
-work=$(mktemp -d -p "${TMPDIR:-/tmp}")
-pid=""
-cleanup() {
-    [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-python3 - "$work" <<'PY'
-import json, sys
-stack = json.load(open("generated/smoke/stack.json"))
-stack["runtime"]["users"] = ["alice"]
-json.dump(stack, open(f"{sys.argv[1]}/stack.json", "w"))
-PY
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-comfy=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# shellcheck source=ci/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
+bench_setup
+bench_stack alice
 
 # 5,000 lines of 1,024 bytes (with the newline) on stderr, then the stand-in ComfyUI.
 cat >"$work/python" <<'SH'
@@ -43,10 +28,7 @@ SH
 chmod +x "$work/python"
 
 STANDIN_STARTUP_SECONDS=0 PODSTACK_NVIDIA_SMI="$work/no-nvidia-smi" PODSTACK_START_USER=alice \
-    target/release/podstack supervise --config "$work/stack.json" --volume "$work/volume" \
-    --comfyui-dir tests/fixtures/comfyui --python "$work/python" --listen 127.0.0.1 --panel-listen 127.0.0.1 \
-    --panel-port "$port" --comfyui-port "$comfy" --pod-id bench >"$work/supervisor.log" 2>&1 &
-pid=$!
+    bench_supervise "$work/python"
 
 python3 - "$port" "$pid" <<'PY'
 import http.client, json, socket, sys, threading, time

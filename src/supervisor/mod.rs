@@ -283,7 +283,7 @@ async fn serve(
                 proc_root: "/proc".into(),
                 volume: settings.volume.clone(),
                 control: control.clone(),
-                comfyui_port: settings.comfyui_port,
+                listen: settings.listen,
                 client,
             }
             .run(),

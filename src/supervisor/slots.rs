@@ -114,6 +114,48 @@ pub fn plan(count: SlotCount, probe: &GpuProbe, base_port: u16) -> (Vec<SlotPlan
     (slots, warnings)
 }
 
+/// A warning for each slot beyond the `published` ones whose ports the pod's RunPod template
+/// lists: RunPod's proxy serves only those, so the slot's ComfyUI cannot be opened. Only a
+/// `"per-gpu"` pod rented with more GPUs than `deploy.gpus_per_pod` runs such slots.
+pub fn unpublished(slots: &[SlotPlan], published: u16) -> Vec<String> {
+    slots
+        .iter()
+        .skip(usize::from(published))
+        .map(|slot| {
+            format!(
+                "Slot {}'s ComfyUI (port {}) cannot be reached through RunPod's proxy: the pod's template publishes the ComfyUI ports of {published} slot(s) and this pod runs {} (one per GPU). Set deploy.gpus_per_pod = {} (the GPUs these pods are rented with), run podstack build and update the RunPod template",
+                slot.index,
+                slot.port,
+                slots.len(),
+                slots.len(),
+            )
+        })
+        .collect()
+}
+
+/// The slots of `all` that run on any of `plan`'s GPUs, `plan`'s own included, when there is
+/// more than it; none when its GPUs are its own (or it runs on the CPU).
+pub fn shared_by<'a>(
+    all: impl IntoIterator<Item = &'a SlotPlan>,
+    plan: &SlotPlan,
+) -> Vec<SlotIndex> {
+    let sharing: Vec<SlotIndex> = all
+        .into_iter()
+        .filter(|other| {
+            other
+                .gpus
+                .iter()
+                .any(|gpu| plan.gpus.iter().any(|mine| mine.index == gpu.index))
+        })
+        .map(|other| other.index)
+        .collect();
+    if sharing.len() > 1 {
+        sharing
+    } else {
+        Vec::new()
+    }
+}
+
 /// Slot `index` of `slots`: a share of the GPUs when there are fewer slots than GPUs, one
 /// GPU (maybe shared) otherwise.
 fn gpus_of(gpus: &[Gpu], slots: usize, index: usize) -> Vec<Gpu> {
@@ -269,6 +311,44 @@ mod tests {
         assert_eq!(slots.len(), 8);
         assert_eq!(slots[5].gpus[0].index, 1);
         assert_eq!(slots[5].selection(), GpuSelection::CudaDevice(1));
+    }
+
+    #[test]
+    fn slots_on_one_gpu_name_each_other() {
+        let (slots, _) = plan(fixed(4), &gpus(2, 24564), 8188);
+        let sharing: Vec<Vec<SlotIndex>> =
+            slots.iter().map(|slot| shared_by(&slots, slot)).collect();
+        assert_eq!(
+            sharing,
+            [
+                vec![SlotIndex(0), SlotIndex(2)],
+                vec![SlotIndex(1), SlotIndex(3)],
+                vec![SlotIndex(0), SlotIndex(2)],
+                vec![SlotIndex(1), SlotIndex(3)],
+            ]
+        );
+        let (slots, _) = plan(SlotCount::PerGpu, &gpus(4, 24564), 8188);
+        assert!(slots.iter().all(|slot| shared_by(&slots, slot).is_empty()));
+        let (slots, _) = plan(fixed(2), &gpus(0, 0), 8188);
+        assert!(
+            shared_by(&slots, &slots[0]).is_empty(),
+            "CPU slots share no GPU"
+        );
+    }
+
+    #[test]
+    fn slots_beyond_the_published_ports_are_named_with_the_fix() {
+        let (slots, _) = plan(SlotCount::PerGpu, &gpus(4, 24564), 8188);
+        let warnings = unpublished(&slots, 2);
+        assert_eq!(
+            warnings,
+            [
+                "Slot 2's ComfyUI (port 8190) cannot be reached through RunPod's proxy: the pod's template publishes the ComfyUI ports of 2 slot(s) and this pod runs 4 (one per GPU). Set deploy.gpus_per_pod = 4 (the GPUs these pods are rented with), run podstack build and update the RunPod template",
+                "Slot 3's ComfyUI (port 8191) cannot be reached through RunPod's proxy: the pod's template publishes the ComfyUI ports of 2 slot(s) and this pod runs 4 (one per GPU). Set deploy.gpus_per_pod = 4 (the GPUs these pods are rented with), run podstack build and update the RunPod template",
+            ]
+        );
+        assert!(unpublished(&slots, 4).is_empty());
+        assert!(unpublished(&slots, 8).is_empty());
     }
 
     #[test]

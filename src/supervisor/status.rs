@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::attention::{AttentionChoice, ConfirmedAttention};
 use super::gpu::Gpu;
-use super::host::HostSample;
+use super::host::{HostSample, QueueSample};
 use super::log_watch::{ImportFailure, PromptProgress};
 use super::slots::SlotIndex;
 use crate::service::state::{ServiceState, UnixMillis};
@@ -74,6 +74,12 @@ pub struct SlotStatus {
     pub attention: AttentionStatus,
     pub import_failed: Vec<ImportFailure>,
     pub prompt: Option<PromptProgress>,
+    /// Its ComfyUI's queue in the newest host sample; `None` until one asked it while ready.
+    pub queue: Option<QueueSample>,
+    /// Every slot on this slot's GPUs, itself included, when it shares them; empty when the
+    /// GPUs are its own. nvidia-smi's memory figures are per GPU, so a shared GPU's use is
+    /// that of all these slots together.
+    pub gpus_shared_by: Vec<SlotIndex>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -710,7 +710,6 @@ function renderSlots(s, slots, user) {
   const box = $("slots");
   box.hidden = slots.length < 2;
   if (box.hidden) return;
-  const latest = page.host.samples.length ? page.host.samples[page.host.samples.length - 1] : null;
   const cards = slots.map((slot) => {
     const card = el("li", undefined, "slot");
     card.dataset.slot = String(slot.slot);
@@ -723,13 +722,15 @@ function renderSlots(s, slots, user) {
     state.dataset.state = slot.comfyui.state;
     card.append(state);
     const facts = [gpuWords(slot.gpus)];
+    // nvidia-smi measures a GPU, not a process: on a shared GPU the figure is every sharer's.
+    const shared = (slot.gpus_shared_by || []).length > 1
+      ? `, shared by slots ${slot.gpus_shared_by.join(", ")}` : "";
     for (const gpu of slot.gpus || []) {
       const vram = vramOf(gpu.index);
-      if (vram) facts.push(`VRAM ${vram}${slot.gpus.length > 1 ? " on GPU " + gpu.index : ""}`);
+      if (vram) facts.push(`VRAM ${vram}${slot.gpus.length > 1 || shared ? " on GPU " + gpu.index : ""}${shared}`);
     }
-    // The host samples read slot 0's queue; a queue of another slot shows when starting in it is refused.
-    const queue = slot.slot === 0 && slot.comfyui.state === "ready" && latest && latest.comfyui;
-    if (queue) facts.push(`queue ${queue.queue_running || 0} running · ${queue.queue_pending || 0} waiting`);
+    const queue = slot.comfyui.state === "ready" && slot.queue;
+    if (queue) facts.push(`queue ${queue.queue_running} running · ${queue.queue_pending} waiting`);
     if (slot.prompt && slot.prompt.steps) facts.push(`prompt step ${slot.prompt.step} of ${slot.prompt.steps}`);
     card.append(el("p", facts.join(" · "), "slot-facts muted"));
     if (slot.comfyui.state === "ready" && slot.url) {

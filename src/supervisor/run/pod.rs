@@ -40,6 +40,12 @@ impl Pod {
         let (plans, slot_warnings) =
             slots::plan(settings.stack.runtime.slots, &gpus, settings.comfyui_port);
         warnings.extend(slot_warnings);
+        if settings.runpod_pod_id.is_some() {
+            for warning in slots::unpublished(&plans, settings.stack.published_slots) {
+                tracing::warn!("{warning}");
+                warnings.push(warning);
+            }
+        }
         let slots = plans
             .into_iter()
             .map(|plan| Slot::new(plan, &settings))

@@ -25,6 +25,9 @@ impl Pod {
         })));
     }
 
+    /// Relief for the slot whose ComfyUI finished a prompt: its own ComfyUI is asked, on its
+    /// port, and its `/system_stats` gives the RAM and its own GPU's VRAM the thresholds judge
+    /// (under `--cuda-device` the slot's GPU is its ComfyUI's only device).
     pub(super) fn relieve_memory(&self, slot: SlotIndex) {
         let client = self.client.clone();
         let base = probe::local_base(self.settings.listen, self.slot(slot).plan.port);
@@ -32,14 +35,14 @@ impl Pod {
         tokio::spawn(async move {
             match probe::relieve_memory(&client, &base, &policy).await {
                 Ok(Relief::Freed(usage)) => tracing::info!(
-                    "memory relief: RAM {:.0}%{} is above the threshold (RAM {}%, VRAM {}%): asked ComfyUI to unload models and free memory",
+                    "slot {slot}: memory relief: RAM {:.0}%{} is above the threshold (RAM {}%, VRAM {}%): asked ComfyUI to unload models and free memory",
                     usage.ram_used_percent,
                     usage.vram_used_percent.map_or(String::new(), |vram| format!(", VRAM {vram:.0}%")),
                     policy.free_above_ram_percent,
                     policy.free_above_vram_percent,
                 ),
-                Ok(Relief::NotNeeded(usage)) => tracing::debug!(ram = usage.ram_used_percent, "no memory relief needed"),
-                Err(err) => tracing::warn!("memory relief skipped: {err}"),
+                Ok(Relief::NotNeeded(usage)) => tracing::debug!(ram = usage.ram_used_percent, "slot {slot}: no memory relief needed"),
+                Err(err) => tracing::warn!("slot {slot}: memory relief skipped: {err}"),
             }
         });
     }

@@ -10,6 +10,8 @@ use crate::manifest::MAX_SLOTS;
 use crate::service::status::ServiceStatus;
 use crate::supervisor::attention;
 use crate::supervisor::gpu::Device;
+use crate::supervisor::host::HostSample;
+use crate::supervisor::slots;
 use crate::supervisor::status::{
     AttentionStatus, OptionalService, ServiceOff, Services, SlotStatus, StackStatus, Status,
 };
@@ -18,10 +20,17 @@ impl Pod {
     pub(super) fn snapshot(&self) -> Status {
         let settings = &self.settings;
         let stack = &settings.stack;
+        let host = self.host.latest();
         let slots: Vec<SlotStatus> = self
             .slots
             .iter()
-            .map(|slot| slot.status(stack.runtime.expected_start.as_ref().map(|d| d.0)))
+            .map(|slot| {
+                slot.status(
+                    stack.runtime.expected_start.as_ref().map(|d| d.0),
+                    host.as_deref(),
+                    &self.slots,
+                )
+            })
             .collect();
         let mut warnings = self.warnings.clone();
         warnings.extend(
@@ -29,7 +38,6 @@ impl Pod {
                 .iter()
                 .filter_map(|slot| slot.attention.mismatch.clone()),
         );
-        let host = self.host.latest();
         warnings.extend(
             host.as_ref()
                 .and_then(|sample| sample.volume.as_ref()?.warning()),
@@ -90,7 +98,13 @@ impl Pod {
 }
 
 impl Slot {
-    fn status(&self, expected_start: Option<Duration>) -> SlotStatus {
+    /// The slot's status, its queue read from the newest `host` sample; `slots` are the pod's.
+    fn status(
+        &self,
+        expected_start: Option<Duration>,
+        host: Option<&HostSample>,
+        slots: &[Slot],
+    ) -> SlotStatus {
         let log = super::comfyui_log(self.plan.index);
         let logs = LOG_LINKS
             .iter()
@@ -115,6 +129,14 @@ impl Slot {
             },
             import_failed: self.import_failed.clone(),
             prompt: self.prompt,
+            queue: host.and_then(|sample| {
+                sample
+                    .queues
+                    .iter()
+                    .find(|queue| queue.slot == self.plan.index)
+                    .map(|queue| queue.queue)
+            }),
+            gpus_shared_by: slots::shared_by(slots.iter().map(|slot| &slot.plan), &self.plan),
         }
     }
 }

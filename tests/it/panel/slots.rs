@@ -1,12 +1,14 @@
 //! Slots in the browser (issue 15): taking someone's ComfyUI asks first, naming them and their
 //! queue, and declining changes nothing; on a pod of four GPUs every slot is a card, and the
-//! link of another user's slot says whose it is and points at that slot's port.
+//! link of another user's slot says whose it is and points at that slot's port; each card
+//! shows its own ComfyUI's queue, and the GPU it shares with other slots.
 
 use serde_json::{json, Value};
 
 use super::browser::{self, Browser};
 use super::{errors, open, run, wait_state};
-use crate::support::pod::pod;
+use crate::support::http::http;
+use crate::support::pod::{pod, PROMPT};
 
 /// Picks `user` in the panel's user list, as a person would.
 async fn pick_user(browser: &Browser, user: &str) {
@@ -218,6 +220,51 @@ fn four_gpus_show_each_slot_as_a_card_and_another_users_link_says_whose() {
             .await;
         assert!(width.as_u64() <= Some(390), "the page is {width} px wide");
         browser.screenshot("four-slots-390px").await;
+        assert_eq!(errors(&browser).await, "");
+        browser.close().await;
+    });
+}
+
+#[test]
+fn each_card_shows_its_own_queue_and_says_whose_gpu_it_shares() {
+    if !browser::available() {
+        return;
+    }
+    let pod = pod()
+        .gpu("rtx4090", "NVIDIA GeForce RTX 4090")
+        .set("/runtime/slots", json!(2))
+        .env("STANDIN_PROMPT_SECONDS", "600")
+        .env("PODSTACK_HOST_SAMPLE_INTERVAL", "1s")
+        .start();
+    let reply = pod.post("/api/start", json!({"user": "bob", "slot": 1}));
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    pod.wait_for("bob ready in slot 1", |status| {
+        status["slots"][1]["comfyui"]["state"] == "ready"
+    });
+    for _ in 0..2 {
+        let reply = http(pod.comfyui + 1, "POST", "/prompt", Some(PROMPT), &[]).expect("slot 1");
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+    run(async {
+        let (browser, _proxy) = open(&pod, "slots-queue").await;
+        pick_user(&browser, "alice").await;
+        let facts = browser
+            .wait(
+                "slot 1's queue on its card",
+                "const cards = [...document.querySelectorAll('#slots li')]; \
+                 if (cards.length !== 2) return null; \
+                 const facts = cards.map(c => c.querySelector('.slot-facts').innerText); \
+                 return facts[1].includes('queue 1 running') && facts",
+            )
+            .await;
+        assert_eq!(
+            facts,
+            json!([
+                "GPU 0 (RTX 4090) · VRAM 0.0 GiB of 24.0 GiB on GPU 0, shared by slots 0, 1",
+                "GPU 0 (RTX 4090) · VRAM 0.0 GiB of 24.0 GiB on GPU 0, shared by slots 0, 1 · queue 1 running · 1 waiting"
+            ])
+        );
+        browser.screenshot("slot-queue").await;
         assert_eq!(errors(&browser).await, "");
         browser.close().await;
     });
