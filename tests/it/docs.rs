@@ -264,3 +264,25 @@ fn the_readme_links_land_in_the_book() {
         broken.join("\n")
     );
 }
+
+#[test]
+fn the_readme_example_is_a_valid_stack() {
+    let readme = read(&repo().join("README.md"));
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```toml block in README.md");
+    let project = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(project.path().join("stacks")).expect("stacks/");
+    std::fs::write(project.path().join("stacks/studio.toml"), example).expect("write");
+    let run = podstack(["check", "studio"])
+        .current_dir(project.path())
+        .run();
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("stacks/studio.toml: ok (studio)"),
+        "{}",
+        run.stdout
+    );
+}
