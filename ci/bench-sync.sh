@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark of the output sync against a WebDAV remote (`rclone serve webdav` on loopback),
 # side by side in one run with the field approach it replaces (L25):
-#   - podstack: the supervisor (release build) serving 4 users, its sync service with the
-#     manifest's defaults except min_age = 2s (the bench writes each file in one go);
+#   - podstack: the supervisor (release build) serving 4 users in 4 slots, its sync service
+#     with the manifest's defaults except min_age = 2s (the bench writes each file in one go);
 #   - field: a bash loop over the user folders, `rclone sync --transfers 2 --checkers 2`
 #     for each, then `sleep 60`, started when the users start generating.
 # The workload is the same for both: 4 users generating at once, each writing one file every
@@ -11,13 +11,18 @@
 # latency (file written -> complete on the remote) p50/p95, the ratios, and the uploads per
 # file (PUT requests the WebDAV server answered, from its log, over the files written: 1.00
 # when nothing is uploaded twice).
+# The result is also written to docs/src/images/charts/data/bench-sync.json (ci/charts.sh draws
+# it as sync-latency.svg).
 # Usage: ci/bench-sync.sh [FILES_PER_USER]   (rclone is the tests', from ci/rclone.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=ci/bench-results.sh
+source ci/bench-results.sh
 PATH="$(bash ci/rclone.sh):$PATH"
 cargo build --release --locked --quiet
 
 files=${1:-50}
+run=$(bench_run_json "ci/bench-sync.sh $files")
 users=(alice bob carol dave)
 work=$(mktemp -d)
 pids=()
@@ -112,6 +117,9 @@ import json, sys
 work, port, users = sys.argv[1], sys.argv[2], sys.argv[3:]
 stack = json.load(open("generated/smoke/stack.json"))
 stack["runtime"]["users"] = users
+# One ComfyUI per user at once, as four artists on one pod need (a pod without GPUs has one
+# slot by default, and a second user's start would ask to take it).
+stack["runtime"]["slots"] = len(users)
 stack["sync"] = {
     "remote": "dav", "backend": "webdav", "root": "podstack", "team_drive": "",
     "options": {"url": f"http://127.0.0.1:{port}", "vendor": "other", "user": "bench"},
@@ -178,11 +186,28 @@ pkill -TERM -P "$loop" 2>/dev/null || true
 kill -TERM "$loop" 2>/dev/null || true
 field_uploads=$(uploads field)
 
-python3 - "$podstack" "$field" "$podstack_uploads" "$field_uploads" <<'PY'
+result=$(python3 - "$podstack" "$field" "$podstack_uploads" "$field_uploads" "$run" "$(rclone version | sed -n 1p)" <<'PY'
 import json, sys
 podstack, field = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 podstack["uploads_per_file"] = round(int(sys.argv[3]) / podstack["files"], 2)
 field["uploads_per_file"] = round(int(sys.argv[4]) / field["files"], 2)
+run = json.loads(sys.argv[5])
+run["rclone"] = sys.argv[6].split()[-1]
+print(json.dumps({
+    "run": run,
+    "workload": {"users": 4, "files_per_user": podstack["files"] // 4, "file_mb": [2, 20],
+                 "gigabytes": podstack["gigabytes"], "min_age_s": 2,
+                 "remote": "rclone serve webdav on loopback"},
+    "podstack": podstack,
+    "field_loop": dict(field, how="FIELD-LESSONS L25: for each user folder `rclone sync "
+                       "--transfers 2 --checkers 2`, then `sleep 60`; measured in the same run"),
+}))
+PY
+)
+python3 - "$result" <<'PY'
+import json, sys
+result = json.loads(sys.argv[1])
+podstack, field = result["podstack"], result["field_loop"]
 print(f"workload: 4 users x {podstack['files'] // 4} files of 2-20 MB ({podstack['gigabytes']} GB), one file per user per second")
 print(f"{'':34}{'podstack':>10}{'field loop':>12}{'ratio':>8}")
 for key, label in [("all_remote_s", "first write -> all remote (s)"),
@@ -195,3 +220,4 @@ for name, run in [("podstack", podstack), ("field loop", field)]:
     if run["arrived"] < run["files"]:
         print(f"warning: {name}: only {run['arrived']} of {run['files']} files arrived within 900 s")
 PY
+bench_write bench-sync "$result"

@@ -8,9 +8,14 @@
 # stack (six).
 # Needs what ci/image-e2e.sh sets up (a Docker engine and podstack-base:bookworm); run that
 # once first. The wheelhouse comes from PyPI (or podstack's cache); the builds reach nothing.
+# The comparison is also written to docs/src/images/charts/data/plan-vs-docker.json
+# (ci/charts.sh draws it as plan-bytes.svg).
 # Usage: ci/plan-vs-docker.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=ci/bench-results.sh
+source ci/bench-results.sh
+run=$(bench_run_json "ci/plan-vs-docker.sh")
 docker=/usr/bin/docker
 "$docker" image inspect podstack-base:bookworm >/dev/null 2>&1 \
     || { echo "run ci/image-e2e.sh once first: it makes podstack-base:bookworm" >&2; exit 1; }
@@ -66,10 +71,10 @@ for diff_id, size in zip(config["rootfs"]["diff_ids"], made):
 PY
 }
 
-compare() { # label plan.json before after
-    python3 - "$1" "$2" <(layers "$3") <(layers "$4") <<'PY'
+compare() { # label plan.json before after; appends the change's figures to $work/changes.jsonl
+    python3 - "$1" "$2" <(layers "$3") <(layers "$4") "$work/changes.jsonl" <<'PY'
 import json, sys
-label, plan_file, before, after = sys.argv[1:]
+label, plan_file, before, after, changes = sys.argv[1:]
 plan = json.load(open(plan_file))
 old = {line.split()[0] for line in open(before)}
 rows = [line.split() for line in open(after)]
@@ -82,6 +87,12 @@ differ = [plan["layers"][i]["layer"] for i in range(min(len(actual), len(predict
           if actual[i] != predicted[i]]
 if len(actual) != len(predicted):
     differ.append(f"{len(predicted)} layers planned, {len(actual)} built")
+with open(changes, "a") as out:
+    out.write(json.dumps({
+        "change": label, "planned_layers": sum(predicted), "planned_bytes": pull["bytes"],
+        "planned_unknown_layers": pull["unknown_layers"], "docker_layers": sum(actual),
+        "docker_bytes": actual_bytes, "layers": len(actual), "verdicts_that_differ": differ,
+    }) + "\n")
 print(f"{label}: planned {sum(predicted)} of {len(predicted)} layers, {pull['bytes']} bytes{unknown}; "
       f"docker rebuilt {sum(actual)} of {len(actual)}, {actual_bytes} bytes; "
       f"verdicts that differ: {', '.join(differ) or 'none'}")
@@ -117,3 +128,11 @@ printf '# a fix in the ComfyUI folder\n' >> "$project/tests/fixtures/comfyui/mai
 step comfyui "(c) ComfyUI folder file"
 sed -i 's/"six==1.17.0", //' "$project/stacks/smoke.toml"
 step package "(d) Python package dropped"
+
+result=$(python3 - "$run" "$work/changes.jsonl" <<'PY'
+import json, sys
+changes = [json.loads(line) for line in open(sys.argv[2])]
+print(json.dumps({"run": json.loads(sys.argv[1]), "stack": "smoke", "changes": changes}))
+PY
+)
+bench_write plan-vs-docker "$result"

@@ -49,15 +49,15 @@ say "cargo fmt"
 cargo fmt --all -- --check
 
 say "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --locked --no-fail-fast
+    cargo nextest run --workspace --locked --no-fail-fast
 else
-    cargo test --locked --no-fail-fast
+    cargo test --workspace --locked --no-fail-fast
 fi
-cargo test --locked --doc
+cargo test --workspace --locked --doc
 
 say "podstack build --check"
 cargo run --quiet --locked -- build --check
@@ -74,6 +74,9 @@ if ! "$mdbook" --version 2>/dev/null | grep -qx "mdbook v$mdbook_version"; then
         --no-default-features --features search --root target/tools/mdbook
 fi
 "$mdbook" build docs
+
+say "the book's charts are what the benchmark results draw"
+bash ci/charts.sh --check
 
 say "shellcheck"
 shellcheck ci/*.sh .ci/run generated/*/start.sh tests/fixtures/nvidia-smi/nvidia-smi \

@@ -17,6 +17,7 @@ use crate::wheel::{Platform, WheelFilename};
 
 const EXAMPLES: &str = "\
 Examples:
+  podstack init my-studio             a new project: one stack, .gitignore, the CI workflow
   podstack build                      render every stacks/*.toml into generated/
   podstack build comfyui-cu129        one stack, by name
   podstack build --check              fail if generated/ is stale (CI)
@@ -32,14 +33,36 @@ Exit codes: 0 ok, 1 invalid manifest or drift, 2 usage error.";
 
 /// podstack: stack manifests to reproducible ComfyUI pod images, and the pod's supervisor.
 #[derive(Debug, Parser)]
-#[command(name = "podstack", version, after_help = EXAMPLES)]
+#[command(name = "podstack", version = VERSION.as_str(), after_help = EXAMPLES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// `--version`: podstack's and the day its compatibility data was checked, which says how
+/// current its knowledge of torch, xformers and GPUs is.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (compat data {})",
+        env!("CARGO_PKG_VERSION"),
+        crate::compat::Compat::embedded().checked()
+    )
+});
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Start a project: one commented GPU stack, .gitignore, and the CI workflow.
+    #[command(
+        after_help = "Examples:\n  podstack init                       here: stacks/studio.toml, .gitignore, .github/workflows/podstack.yml\n  podstack init my-studio --name sdxl  in ./my-studio (created): stacks/sdxl.toml, ...\n\nNothing is written when any of those files exists.\n\nExit codes: 0 written, 1 a file exists or the name is not a stack name, 2 usage."
+    )]
+    Init {
+        /// The project folder, created when missing.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The stack's name: lower-case letters, digits and dashes, starting with a letter.
+        #[arg(long, value_name = "STACK", default_value = crate::init::DEFAULT_STACK)]
+        name: String,
+    },
     /// Run the pod: PID 1 of the image (start.sh execs it).
     Supervise(Box<crate::supervisor::SuperviseArgs>),
     /// Validate stacks and render generated/<stack>/ (Dockerfile, start.sh, locks, DIGEST).
@@ -222,6 +245,7 @@ use crate::verify::IMAGE_BINARY;
 pub fn run(cli: Cli) -> Outcome {
     let result = match cli.command {
         Command::Supervise(args) => Ok(crate::supervisor::supervise(*args)),
+        Command::Init { dir, name } => Ok(init(&dir, &name)),
         Command::Build {
             stacks,
             out,
@@ -271,6 +295,51 @@ pub fn run(cli: Cli) -> Outcome {
         eprintln!("error: {err:#}");
         Outcome::Usage
     })
+}
+
+fn init(dir: &Path, stack: &str) -> Outcome {
+    let written = crate::init::NewProject::new(dir, stack).and_then(|project| {
+        project.write()?;
+        Ok(project)
+    });
+    let project = match written {
+        Ok(project) => project,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Outcome::Failed;
+        }
+    };
+    println!("wrote a podstack project in {}:", dir.display());
+    for (path, _) in &project.files {
+        println!("  {path}");
+    }
+    println!("next:");
+    if dir != Path::new(".") {
+        println!("  cd {}", dir.display());
+    }
+    let steps = [
+        (
+            format!("podstack check {stack}"),
+            "every problem of the stack at once".to_owned(),
+        ),
+        (
+            format!("podstack lock {stack}"),
+            "pin the base image and every Python package (reaches PyPI)".to_owned(),
+        ),
+        (
+            "podstack build".to_owned(),
+            format!("render generated/{stack}/; commit it with stacks/"),
+        ),
+    ];
+    let width = steps
+        .iter()
+        .map(|(command, _)| command.len())
+        .max()
+        .unwrap_or(0);
+    for (command, why) in steps {
+        println!("  {command:width$}   {why}");
+    }
+    Outcome::Ok
 }
 
 fn project() -> anyhow::Result<Project> {

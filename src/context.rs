@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::manifest::Manifest;
+use crate::panel_files::panel_files;
 use crate::project::Project;
-use crate::render::{Rendered, UI_DIR};
+use crate::render::Rendered;
 
 /// Where the Dockerfile's prebuilt-supervisor stage takes the binary from.
 pub const PREBUILT_BINARY: &str = "prebuilt/podstack";
@@ -36,7 +37,14 @@ pub fn stage(
 ) -> Result<(), StageError> {
     let generated = dir.join("generated").join(&rendered.name);
     rendered.write(&generated)?;
-    copy_tree(&project.root.join(UI_DIR), &dir.join(UI_DIR))?;
+    for (name, content) in panel_files(project)? {
+        let target = dir.join(&name);
+        mkdir(target.parent().unwrap_or(dir))?;
+        std::fs::write(&target, content).map_err(|source| StageError::Io {
+            path: target.display().to_string(),
+            source,
+        })?;
+    }
     if let Some(path) = &manifest.comfyui.path {
         copy_tree(&project.root.join(path), &dir.join(path))?;
     }

@@ -22,7 +22,7 @@ use crate::value::{
     Sha256, WheelLink,
 };
 
-static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+pub(crate) static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 /// Template names, each rendered to the output file of the same name without `.j2`.
 pub const DOCKERFILE: &str = "Dockerfile.j2";
@@ -53,6 +53,10 @@ const DEPLOYMENTS: [&str; 4] = [
     KUBERNETES_VOLUME,
     KUBERNETES_SERVICES,
 ];
+
+/// Files of a project rather than of a stack (`podstack init`, the CI workflow); rendered on
+/// their own with [`render_project_file`].
+const PROJECT_FILES: [&str; 2] = [crate::workflow::WORKFLOW, crate::init::STACK_TEMPLATE];
 
 /// The resolved manifest's output name; it is serialised, not templated.
 pub const STACK_JSON: &str = "stack.json";
@@ -197,7 +201,7 @@ pub fn render(
     for (name, content) in render_templates(manifest, &layers, shown_as, DIGEST_PLACEHOLDER)? {
         inputs.add(format!("generated/{name}"), content);
     }
-    for (name, content) in read_tree(&project.root, UI_DIR)? {
+    for (name, content) in crate::panel_files::panel_files(project)? {
         inputs.add(name, content);
     }
     if let Some(path) = &manifest.comfyui.path {
@@ -331,13 +335,29 @@ fn render_one(
     ))
 }
 
+/// One of the [`PROJECT_FILES`] rendered with its context, LF endings and one final newline.
+pub(crate) fn render_project_file(
+    name: &str,
+    context: &impl Serialize,
+) -> Result<String, RenderError> {
+    render_one(&environment()?, name, context).map(|(_, text)| text)
+}
+
+/// A template copied through as it is (no `.j2`), e.g. `init/gitignore`.
+pub(crate) fn plain_template(name: &str) -> &'static str {
+    TEMPLATES
+        .get_file(name)
+        .and_then(|file| file.contents_utf8())
+        .unwrap_or_else(|| panic!("templates/{name} is compiled in"))
+}
+
 fn environment() -> Result<Environment<'static>, RenderError> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.add_filter("quoted", yaml_quoted);
-    for name in RENDERED.into_iter().chain(DEPLOYMENTS) {
+    for name in RENDERED.into_iter().chain(DEPLOYMENTS).chain(PROJECT_FILES) {
         let text = TEMPLATES
             .get_file(name)
             .and_then(|file| file.contents_utf8())
@@ -713,13 +733,18 @@ mod tests {
     #[test]
     fn every_template_const_loads() {
         let env = environment().unwrap();
-        for name in RENDERED.into_iter().chain(DEPLOYMENTS) {
+        for name in RENDERED.into_iter().chain(DEPLOYMENTS).chain(PROJECT_FILES) {
             assert!(env.get_template(name).is_ok(), "{name}");
             assert!(
                 TEMPLATES.get_file(name).is_some(),
                 "{name} is not in templates/"
             );
         }
+    }
+
+    #[test]
+    fn every_plain_template_const_loads() {
+        assert!(!plain_template(crate::init::GITIGNORE_TEMPLATE).is_empty());
     }
 
     #[test]

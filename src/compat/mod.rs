@@ -3,6 +3,7 @@
 //! cover, which compute capability a GPU name means, and which rclone the sync needs. The
 //! facts are TOML files under `src/compat/data/`, embedded at compile time, each row with its
 //! source; the rules that read them are the methods of [`Compat`], one file per concept.
+//! Each file says on which day its facts were last checked against their sources (`checked`).
 
 use std::sync::LazyLock;
 
@@ -35,6 +36,7 @@ pub struct Compat {
     gpus: Vec<Gpu>,
     rclone: RcloneFacts,
     bases: BaseFacts,
+    checked: toml::value::Date,
 }
 
 #[derive(Deserialize)]
@@ -63,23 +65,57 @@ struct GpusFile {
 }
 
 static EMBEDDED: LazyLock<Compat> = LazyLock::new(|| {
-    let xformers: XformersFile = embedded("xformers.toml", include_str!("data/xformers.toml"));
+    let (torch, torch_checked) =
+        embedded::<TorchFile>("torch.toml", include_str!("data/torch.toml"));
+    let (xformers, xformers_checked) =
+        embedded::<XformersFile>("xformers.toml", include_str!("data/xformers.toml"));
+    let (kernels, kernels_checked) =
+        embedded::<KernelsFile>("kernels.toml", include_str!("data/kernels.toml"));
+    let (gpus, gpus_checked) = embedded::<GpusFile>("gpus.toml", include_str!("data/gpus.toml"));
+    let (rclone, rclone_checked) = embedded("rclone.toml", include_str!("data/rclone.toml"));
+    let (bases, bases_checked) = embedded("bases.toml", include_str!("data/bases.toml"));
+    let checked = [
+        torch_checked,
+        xformers_checked,
+        kernels_checked,
+        gpus_checked,
+        rclone_checked,
+        bases_checked,
+    ]
+    .into_iter()
+    .min_by_key(|date| (date.year, date.month, date.day))
+    .expect("six data files");
     Compat {
-        torch: embedded::<TorchFile>("torch.toml", include_str!("data/torch.toml")).release,
+        torch: torch.release,
         xformers: xformers.release,
         never_published_xformers: xformers.never_published,
-        kernels: embedded::<KernelsFile>("kernels.toml", include_str!("data/kernels.toml")).kernel,
-        gpus: embedded::<GpusFile>("gpus.toml", include_str!("data/gpus.toml")).gpu,
-        rclone: embedded("rclone.toml", include_str!("data/rclone.toml")),
-        bases: embedded("bases.toml", include_str!("data/bases.toml")),
+        kernels: kernels.kernel,
+        gpus: gpus.gpu,
+        rclone,
+        bases,
+        checked,
     }
 });
 
-/// Parses a data file compiled into the binary; a broken one is a bug that the unit tests
-/// catch before release.
-fn embedded<T: DeserializeOwned>(file: &str, text: &str) -> T {
-    toml::from_str(text)
-        .unwrap_or_else(|err| panic!("embedded src/compat/data/{file} does not parse: {err}"))
+/// Parses a data file compiled into the binary into its facts and the day they were checked
+/// (its top-level `checked = YYYY-MM-DD`); a broken one is a bug that the unit tests catch
+/// before release.
+fn embedded<T: DeserializeOwned>(file: &str, text: &str) -> (T, toml::value::Date) {
+    let broken =
+        |why: String| -> ! { panic!("embedded src/compat/data/{file} does not parse: {why}") };
+    let mut table: toml::Table = toml::from_str(text).unwrap_or_else(|err| broken(err.to_string()));
+    let checked = match table.remove("checked") {
+        Some(toml::Value::Datetime(toml::value::Datetime {
+            date: Some(date),
+            time: None,
+            offset: None,
+        })) => date,
+        _ => broken("no `checked = YYYY-MM-DD` (the day its facts were checked)".to_owned()),
+    };
+    let facts = table
+        .try_into()
+        .unwrap_or_else(|err| broken(err.to_string()));
+    (facts, checked)
 }
 
 impl Compat {
@@ -106,6 +142,11 @@ impl Compat {
     /// Every known GPU model.
     pub fn gpus(&self) -> &[Gpu] {
         &self.gpus
+    }
+
+    /// The day of the oldest check among the data files: nothing in them is older news.
+    pub fn checked(&self) -> toml::value::Date {
+        self.checked
     }
 }
 

@@ -89,6 +89,19 @@ impl Snapshot {
                     .collect()
             }));
         }
+        let files = self.stored(path)?;
+        // A project without its own panel (one `podstack init` made) builds the panel compiled
+        // into podstack, as render and context do.
+        if path == crate::render::UI_DIR && files.as_ref().is_some_and(Files::is_empty) {
+            return Ok(Some(
+                crate::panel_files::compiled_in().into_iter().collect(),
+            ));
+        }
+        Ok(files)
+    }
+
+    /// The files at or under `path` as this side holds them.
+    fn stored(&self, path: &str) -> Result<Option<Files>, PlanError> {
         match self {
             Self::Current { root, generated } => {
                 if generated.keys().any(|name| under(name, path)) {

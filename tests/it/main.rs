@@ -7,6 +7,7 @@ mod build;
 mod deploy;
 mod docs;
 mod fleet;
+mod init;
 mod injection;
 mod lock;
 mod malformed;

@@ -4,6 +4,7 @@
 //! `target/panel-screenshots/`. Skipped, with the reason printed, when chromedriver is absent.
 
 mod artists;
+mod book;
 mod browser;
 mod proxy;
 mod slots;

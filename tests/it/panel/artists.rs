@@ -14,7 +14,7 @@ use crate::support::http::http;
 use crate::support::pod::{pod, PROMPT};
 
 /// Milliseconds since the Unix epoch, now.
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     u64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

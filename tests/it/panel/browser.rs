@@ -1,6 +1,6 @@
 //! A headless Chromium driven over WebDriver (Debian's `chromium` and `chromium-driver`): one
 //! chromedriver and one fresh profile per test, waits with deadlines, and screenshots saved
-//! under the target folder for people to look at.
+//! under the target folder for people to look at (and, when asked, the book's pictures).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +15,9 @@ use crate::support::wait::DEADLINE;
 
 /// The desktop window; phones are tested at 360 px.
 pub const DESKTOP: (u32, u32) = (1280, 900);
+
+/// The folder the book's pictures go to when set (see [`Browser::picture_for_the_book`]).
+const BOOK_PICTURES: &str = "PODSTACK_SCREENSHOTS";
 
 /// Chromium's flags: headless, no sandbox (containers), nothing that phones home.
 const FLAGS: [&str; 9] = [
@@ -263,6 +266,31 @@ impl Browser {
 
     /// Saves the whole page as `<target>/panel-screenshots/<test>-<state>.png` and prints where.
     pub async fn screenshot(&self, state: &str) -> PathBuf {
+        let png = self.capture().await;
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).expect("the screenshot folder");
+        let path = dir.join(format!("{}-{state}.png", self.test));
+        std::fs::write(&path, png).expect("write the screenshot");
+        println!("screenshot: {}", path.display());
+        path
+    }
+
+    /// A picture for the book (`ci/screenshots.sh`): when `PODSTACK_SCREENSHOTS` names a
+    /// folder, the whole page is saved there as `<name>.png`; otherwise nothing is taken.
+    pub async fn picture_for_the_book(&self, name: &str) {
+        let Some(dir) = std::env::var_os(BOOK_PICTURES).filter(|dir| !dir.is_empty()) else {
+            return;
+        };
+        let png = self.capture().await;
+        let dir = PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).expect("the book's picture folder");
+        let path = dir.join(format!("{name}.png"));
+        std::fs::write(&path, png).expect("write the book's picture");
+        println!("picture for the book: {}", path.display());
+    }
+
+    /// The whole page as a PNG: the window grows to the page's height for the capture.
+    async fn capture(&self) -> Vec<u8> {
         let (width, height) = self
             .client
             .get_window_rect()
@@ -291,13 +319,7 @@ impl Browser {
             .client
             .set_window_size(to_u32(width), to_u32(height))
             .await;
-        let png = png.unwrap_or_else(|err| panic!("cannot take a screenshot: {err}"));
-        let dir = screenshot_dir();
-        std::fs::create_dir_all(&dir).expect("the screenshot folder");
-        let path = dir.join(format!("{}-{state}.png", self.test));
-        std::fs::write(&path, png).expect("write the screenshot");
-        println!("screenshot: {}", path.display());
-        path
+        png.unwrap_or_else(|err| panic!("cannot take a screenshot: {err}"))
     }
 
     /// Runs an asynchronous script whose body calls `done()` when it is finished.

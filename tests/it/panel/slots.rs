@@ -11,7 +11,7 @@ use crate::support::http::http;
 use crate::support::pod::{pod, PROMPT};
 
 /// Picks `user` in the panel's user list, as a person would.
-async fn pick_user(browser: &Browser, user: &str) {
+pub(super) async fn pick_user(browser: &Browser, user: &str) {
     browser
         .js_with(
             "const s = document.querySelector('#user'); s.value = arguments[0]; \

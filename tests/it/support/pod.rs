@@ -21,6 +21,8 @@ pub struct PodBuilder {
     env: Vec<(String, String)>,
     volume: Option<PathBuf>,
     pod_id: String,
+    /// Whether the runtime folder is sealed as an image build seals it.
+    sealed: bool,
     /// A runtime file sealed and then changed before the pod starts (a hot patch, L2).
     drifted_file: Option<String>,
 }
@@ -47,6 +49,7 @@ impl PodBuilder {
             ],
             volume: None,
             pod_id: "test-pod".into(),
+            sealed: false,
             drifted_file: None,
         }
     }
@@ -100,10 +103,16 @@ impl PodBuilder {
         self
     }
 
+    /// Seals the runtime folder, as an image build does.
+    pub fn sealed(mut self) -> Self {
+        self.sealed = true;
+        self
+    }
+
     /// Seals the runtime folder (as an image build does), then changes `name` in it.
     pub fn drifted(mut self, name: &str) -> Self {
         self.drifted_file = Some(name.into());
-        self
+        self.sealed()
     }
 
     pub fn start(self) -> Pod {
@@ -124,15 +133,19 @@ impl PodBuilder {
         )
         .expect("write stack.json");
         if let Some(name) = &self.drifted_file {
-            let file = runtime.join(name);
-            std::fs::write(&file, "as built\n").expect("write the runtime file");
+            std::fs::write(runtime.join(name), "as built\n").expect("write the runtime file");
+        }
+        if self.sealed {
             crate::support::podstack(["seal", "--runtime-dir"])
                 .arg(&runtime)
                 .arg("--binary")
                 .arg(env!("CARGO_BIN_EXE_podstack"))
                 .run()
                 .expect_code(0);
-            std::fs::write(&file, "patched in the pod\n").expect("change the runtime file");
+        }
+        if let Some(name) = &self.drifted_file {
+            std::fs::write(runtime.join(name), "patched in the pod\n")
+                .expect("change the runtime file");
         }
         let pidfile = dir.path().join("comfyui.pid");
         let output = dir.path().join("supervisor.out");
