@@ -8,7 +8,7 @@
 #   - the sync uploads it to a WebDAV remote (rclone serve webdav on the host), same sha256;
 #   - `podstack verify` says current; /api/status has ComfyUI's confirmed attention;
 #   - docker stop: exit code 0, and an image written just before is on the remote (final sync).
-# It prints the figures the README reports: cold and warm build, image size, ComfyUI ready.
+# It prints the figures the book reports (docs/src/reference/images.md): cold and warm build, image size, ComfyUI ready.
 #
 # The test manifest is stacks/comfyui-cu128.toml with three changes: the local base
 # (podstack-base:bookworm, the image tests' debootstrap base), ComfyUI from a git repository

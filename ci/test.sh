@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The project's test command (README): installs what the tests need when it is missing (the
 # browser tests need Debian's chromium and chromium-driver), then runs formatting, lints, every
-# test, the drift check of generated/, and shellcheck and hadolint on every generated file.
+# test, the drift check of generated/ and of the book, builds the book, and runs shellcheck and
+# hadolint on every generated file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
+
+# The mdBook release that builds docs/ (0.4.x: the book's format).
+mdbook_version=0.4.52
 
 apt_install() {
     local missing=()
@@ -57,6 +61,19 @@ cargo test --workspace --locked --doc
 
 say "podstack build --check"
 cargo run --quiet --locked -- build --check
+
+# The book: docs/src/reference/manifest.md is rendered from the manifest's schema (the tests
+# check it too, with the API's routes, Troubleshooting's messages and every link between pages,
+# which mdBook does not check); mdBook, pinned and installed once under target/tools, renders
+# the whole book into target/book.
+say "the book (mdBook $mdbook_version)"
+cargo run --quiet --locked -- docs --check
+mdbook=target/tools/mdbook/bin/mdbook
+if ! "$mdbook" --version 2>/dev/null | grep -qx "mdbook v$mdbook_version"; then
+    cargo install --locked --quiet mdbook --version "$mdbook_version" \
+        --no-default-features --features search --root target/tools/mdbook
+fi
+"$mdbook" build docs
 
 say "the book's charts are what the benchmark results draw"
 bash ci/charts.sh --check

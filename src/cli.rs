@@ -114,6 +114,13 @@ pub enum Command {
         /// The folder to fill (created when missing).
         dir: PathBuf,
     },
+    /// Render the book's manifest reference from the JSON Schema (podstack's own docs/).
+    #[command(hide = true)]
+    Docs {
+        /// Render in memory and fail with a diff if the page on disk differs.
+        #[arg(long)]
+        check: bool,
+    },
     /// Print the JSON Schema of stack manifests (for taplo / Even Better TOML).
     #[command(after_help = "Example:\n  podstack schema > generated/stack.schema.json")]
     Schema,
@@ -251,6 +258,7 @@ pub fn run(cli: Cli) -> Outcome {
             Ok(Outcome::Ok)
         }
         Command::Digest { stack } => digest(&stack),
+        Command::Docs { check } => docs(check),
         Command::Plan {
             stack,
             against,
@@ -498,6 +506,29 @@ fn build(
 
 /// The JSON Schema beside the generated stacks, which manifests point their editors at.
 pub const SCHEMA_FILE: &str = "stack.schema.json";
+
+/// Writes (or with `check`, compares) the book's manifest reference, rendered from the schema.
+fn docs(check: bool) -> anyhow::Result<Outcome> {
+    let project = project()?;
+    let path = project.root.join(manifest::reference::PAGE);
+    let schema: serde_json::Value = serde_json::from_str(&manifest::json_schema())?;
+    let page = manifest::reference::render(&schema);
+    if !check {
+        std::fs::create_dir_all(path.parent().unwrap_or(&project.root))?;
+        std::fs::write(&path, page)?;
+        return Ok(Outcome::Ok);
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    if on_disk == page {
+        return Ok(Outcome::Ok);
+    }
+    eprint!("{}", render::file_diff(&path, &on_disk, &page));
+    eprintln!(
+        "{} is stale\n  hint: run `cargo run -- docs` and commit the result",
+        manifest::reference::PAGE
+    );
+    Ok(Outcome::Failed)
+}
 
 fn digest(arg: &str) -> anyhow::Result<Outcome> {
     let project = project()?;

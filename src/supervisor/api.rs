@@ -519,7 +519,7 @@ async fn sync(State(state): State<AppState>) -> Result<impl IntoResponse, ApiErr
         ApiError::new(
             StatusCode::NOT_FOUND,
             "this pod syncs nothing: the stack has no [sync] section",
-            "add [sync] to the stack manifest (see the README's Sync section) and rebuild",
+            "add [sync] to the stack manifest (see the book's Sync page, docs/src/reference/sync.md) and rebuild",
         )
     })?;
     Ok(Json(SyncView {
@@ -540,7 +540,7 @@ async fn restart_sync(State(state): State<AppState>) -> Result<impl IntoResponse
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "this pod syncs nothing: the stack has no [sync] section",
-            "add [sync] to the stack manifest (see the README's Sync section) and rebuild",
+            "add [sync] to the stack manifest (see the book's Sync page, docs/src/reference/sync.md) and rebuild",
         ));
     };
     sync.restart().await.map_err(|why| {
@@ -566,7 +566,7 @@ async fn release_deletions(
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "this pod syncs nothing: the stack has no [sync] section",
-            "add [sync] to the stack manifest (see the README's Sync section) and rebuild",
+            "add [sync] to the stack manifest (see the book's Sync page, docs/src/reference/sync.md) and rebuild",
         ));
     };
     match sync.release(folder.clone()).await {

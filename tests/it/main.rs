@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod build;
 mod deploy;
+mod docs;
 mod fleet;
 mod init;
 mod injection;

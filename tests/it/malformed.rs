@@ -3,7 +3,7 @@
 use crate::support::podstack;
 
 /// (file under tests/fixtures/malformed, `line:col: error: message`, hint).
-const CASES: &[(&str, &str, &str)] = &[
+pub(crate) const CASES: &[(&str, &str, &str)] = &[
     (
         "unknown-key",
         "2:1: error: unknown key `nmae`",

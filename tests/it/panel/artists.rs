@@ -2,7 +2,8 @@
 //! pod that does not answer, long reasons and crash lines that wrap with a copy button, a start
 //! that takes longer than expected, the details of sync, models, GPU hours and logs, and the
 //! machine's last hour. Figures the supervisor of this branch does not serve yet (sync rows,
-//! models, the machine's history) are answered by the proxy in the shapes the README gives.
+//! models, the machine's history) are answered by the proxy in the shapes the API reference
+//! gives (docs/src/reference/api.md).
 
 use serde_json::{json, Value};
 
