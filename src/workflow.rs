@@ -88,6 +88,12 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         )));
         assert!(text.contains("--binary \"$(command -v podstack)\""));
+        // The binary that becomes the supervisor is static: a runner's newer glibc is not the
+        // image's.
+        assert!(text.contains(&format!(
+            "run: cargo install --locked --git https://github.com/podstack/podstack --tag v{} podstack --target x86_64-unknown-linux-musl\n",
+            env!("CARGO_PKG_VERSION")
+        )));
         assert!(
             !text.contains("{%") && !text.contains("{{ stacks"),
             "{text}"
