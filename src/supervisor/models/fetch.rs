@@ -224,11 +224,10 @@ async fn fetch(shared: &Shared, entry: &Entry) -> Result<bool, (String, String)>
         .is_some_and(|noted| noted == part_of);
     if !same {
         let _ = fs::remove_file(&part);
-        let note_text = serde_json::to_vec(&part_of)
-            .map_err(|err| io_failure("note the download", io::Error::other(err)))?;
-        fs::write(&note, note_text).map_err(|err| io_failure("note the download", err))?;
     }
     let have = fs::metadata(&part).map_or(0, |meta| meta.len());
+    // A known size is checked before anything is written, the note included: on a volume that
+    // another download is filling, the answer is "full", not a failed note.
     if let Some(size) = model.size {
         let free = free_space(&dir).unwrap_or(u64::MAX);
         let needed = size.saturating_sub(have);
@@ -243,6 +242,11 @@ async fn fetch(shared: &Shared, entry: &Entry) -> Result<bool, (String, String)>
                     .to_owned(),
             ));
         }
+    }
+    if !same {
+        let note_text = serde_json::to_vec(&part_of)
+            .map_err(|err| io_failure("note the download", io::Error::other(err)))?;
+        fs::write(&note, note_text).map_err(|err| io_failure("note the download", err))?;
     }
     if have > 0 {
         tracing::info!("models/{dest}: resuming at byte {have}");
