@@ -90,6 +90,72 @@ fn troubleshooting_quotes_every_manifest_problem_with_its_hint() {
     );
 }
 
+/// The schema node at `path` (`runtime.memory.free_above_ram_percent`), through `$ref`s, the
+/// items of arrays (`[[model]]`) and optional tables (`anyOf` with null); `None` when a key does
+/// not exist.
+fn schema_key<'a>(schema: &'a serde_json::Value, path: &[&str]) -> Option<&'a serde_json::Value> {
+    let resolve = |mut node: &'a serde_json::Value| loop {
+        if let Some(name) = node["$ref"].as_str() {
+            node = &schema["$defs"][name.strip_prefix("#/$defs/")?];
+        } else if let Some(table) = node["anyOf"]
+            .as_array()
+            .and_then(|variants| variants.iter().find(|v| v["type"] != "null"))
+        {
+            node = table;
+        } else if node["items"].is_object() {
+            node = &node["items"];
+        } else {
+            return Some(node);
+        }
+    };
+    path.iter()
+        .try_fold(schema, |node, key| resolve(node)?["properties"].get(*key))
+}
+
+/// The keys a row of the "Manifest keys in detail" table names, in full: `sync.min_age`,
+/// `interval` (a sibling), `[[model]] url`, `sha256` (keys of an array of tables).
+fn detail_keys(cell: &str) -> Vec<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut parent: Vec<String> = Vec::new();
+    for token in cell.split('`').skip(1).step_by(2) {
+        let path: Vec<String> = if let Some(rest) = token.strip_prefix("[[") {
+            let (table, key) = rest.split_once("]] ").expect("`[[table]] key`");
+            vec![table.to_owned(), key.to_owned()]
+        } else if token.contains('.') {
+            token.split('.').map(str::to_owned).collect()
+        } else {
+            parent.iter().cloned().chain([token.to_owned()]).collect()
+        };
+        parent = path[..path.len() - 1].to_vec();
+        keys.push(path);
+    }
+    keys
+}
+
+/// The hand-written table that says more about some keys names only keys the schema has (a
+/// renamed or removed key fails here); types and defaults are the generated page's.
+#[test]
+fn the_manifest_details_name_only_keys_the_schema_has() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&read(&repo().join("generated/stack.schema.json"))).unwrap();
+    let page = read(&book().join("reference/manifest-details.md"));
+    let mut checked = 0;
+    for row in page.lines().filter(|line| line.starts_with("| `")) {
+        let cell = row.split('|').nth(1).expect("a first cell");
+        for key in detail_keys(cell) {
+            let path: Vec<&str> = key.iter().map(String::as_str).collect();
+            assert!(
+                schema_key(&schema, &path).is_some(),
+                "docs/src/reference/manifest-details.md names `{}`, which the manifest's schema does not have",
+                key.join(".")
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "only {checked} keys found in the table");
+    assert!(schema_key(&schema, &["runtime", "memory", "no_such_key"]).is_none());
+}
+
 /// Every Markdown page of the book, by its path under `docs/src`.
 fn pages() -> BTreeMap<PathBuf, String> {
     walkdir::WalkDir::new(book())
