@@ -1068,7 +1068,7 @@ function tickOptional(now) {
   }
 }
 
-// GET /api/sync: {folders: [...]}, {users: [{user, folders}]} or a list; see the README.
+// GET /api/sync: {folders: [...]}, {users: [{user, folders}]} or a list; see the book's API reference.
 function syncFolders(data) {
   const list = Array.isArray(data) ? data : data.folders || [];
   const nested = (data.users || []).flatMap((u) => (u.folders || []).map((f) => ({ user: u.user, ...f })));
