@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::support::http::http;
-use crate::support::pod::{pod, Pod, PROMPT};
+use crate::support::pod::{pod, ready_in_slot, slot_of, Pod, PROMPT};
 use crate::support::wait::eventually;
 
 fn four_gpus() -> Pod {
@@ -14,17 +14,6 @@ fn four_gpus() -> Pod {
         .gpu("four", "NVIDIA GeForce RTX 4090")
         .set("/runtime/users", json!(["alice", "bob", "carol"]))
         .start()
-}
-
-fn slot_of<'a>(status: &'a Value, user: &str) -> Option<&'a Value> {
-    status["slots"]
-        .as_array()?
-        .iter()
-        .find(|slot| slot["user"] == user)
-}
-
-fn ready_in_slot(status: &Value, user: &str) -> bool {
-    slot_of(status, user).is_some_and(|slot| slot["comfyui"]["state"] == "ready")
 }
 
 /// The command line of a slot's ComfyUI, as the kernel has it.
@@ -136,11 +125,7 @@ fn four_gpus_concurrent_starts_land_in_their_own_slots_and_a_user_gets_hers_back
 #[test]
 fn a_busy_slot_refuses_without_force_and_a_forced_switch_is_logged() {
     let pod = four_gpus();
-    let reply = pod.post("/api/start", json!({"user": "alice", "slot": 2}));
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    pod.wait_for("alice ready in slot 2", |status| {
-        status["slots"][2]["comfyui"]["state"] == "ready"
-    });
+    pod.start_in_slots(&[("alice", Some(2))]);
 
     let refused = pod.post("/api/start", json!({"user": "bob", "slot": 2}));
     assert_eq!(refused.status, 409, "{}", refused.body);
@@ -226,13 +211,7 @@ fn memory_relief_after_a_prompt_goes_to_that_slots_comfyui_only() {
             json!({"free_above_ram_percent": 0, "free_above_vram_percent": 0}),
         )
         .start();
-    for (user, slot) in [("alice", 0), ("bob", 1)] {
-        let reply = pod.post("/api/start", json!({"user": user, "slot": slot}));
-        assert_eq!(reply.status, 202, "{}", reply.body);
-    }
-    pod.wait_for("both slots ready", |status| {
-        ready_in_slot(status, "alice") && ready_in_slot(status, "bob")
-    });
+    pod.start_in_slots(&[("alice", Some(0)), ("bob", Some(1))]);
     let reply = http(pod.comfyui + 1, "POST", "/prompt", Some(PROMPT), &[]).expect("slot 1");
     assert_eq!(reply.status, 200, "{}", reply.body);
     eventually("the relief in slot 1's ComfyUI", || {
@@ -260,23 +239,26 @@ fn memory_relief_after_a_prompt_goes_to_that_slots_comfyui_only() {
     );
 }
 
-#[test]
-fn each_slot_reports_its_own_queue_and_the_gpu_it_shares() {
+/// Two slots sharing one GPU, `user` in slot 1 with a prompt running (ten minutes long) and
+/// one waiting there, the host sampled every second.
+pub(crate) fn two_slots_on_one_gpu_busy_in_slot_1(user: &str) -> Pod {
     let pod = pod()
         .gpu("rtx4090", "NVIDIA GeForce RTX 4090")
         .set("/runtime/slots", json!(2))
         .env("STANDIN_PROMPT_SECONDS", "600")
         .env("PODSTACK_HOST_SAMPLE_INTERVAL", "1s")
         .start();
-    let reply = pod.post("/api/start", json!({"user": "alice", "slot": 1}));
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    pod.wait_for("alice ready in slot 1", |status| {
-        ready_in_slot(status, "alice")
-    });
+    pod.start_in_slots(&[(user, Some(1))]);
     for _ in 0..2 {
         let reply = http(pod.comfyui + 1, "POST", "/prompt", Some(PROMPT), &[]).expect("slot 1");
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
+    pod
+}
+
+#[test]
+fn each_slot_reports_its_own_queue_and_the_gpu_it_shares() {
+    let pod = two_slots_on_one_gpu_busy_in_slot_1("alice");
     let status = pod.wait_for("slot 1's queue in the status", |status| {
         status["slots"][1]["queue"] == json!({"queue_running": 1, "queue_pending": 1})
     });

@@ -24,6 +24,28 @@ pub(super) fn now_ms() -> u64 {
     .expect("milliseconds fit")
 }
 
+/// `GET /api/sync` as a pod with `[sync]` answers it (the smoke stack has no remote): alice's
+/// newest images on their way, bob's folder up to date, carol's synced by the pod she works on.
+pub(super) fn three_artists_syncing() -> Fault {
+    let now = now_ms();
+    let sync = json!({"service": {"state": "ready"}, "folders": [
+        {"user": "alice", "folder": "output", "mode": "mirror", "state": "syncing",
+         "last_success_ms": now - 42_000, "pending": 3, "lag_s": 4, "speed_bps": 2_500_000.0},
+        {"user": "bob", "folder": "output", "mode": "mirror", "state": "idle",
+         "last_success_ms": now - 60_000, "pending": 0, "lag_s": 0, "speed_bps": 0.0,
+         "last_pass": {"files": 4, "bytes": 8_000_000, "deleted": 0, "held": 0, "still_written": 0, "seconds": 2.0}},
+        {"user": "carol", "folder": "output", "mode": "mirror", "state": "held-elsewhere",
+         "held_by": "pod-7", "last_success_ms": null, "pending": 0, "lag_s": 0, "speed_bps": 0.0}
+    ]});
+    Fault::new(
+        "GET",
+        "/api/sync",
+        200,
+        "application/json",
+        &sync.to_string(),
+    )
+}
+
 /// Whether the page fits `width` (no horizontal scrolling) and every element `css` selects
 /// ends inside the viewport: `[fits, [right edges that do not]]`.
 fn fits(width: u32, css: &str) -> String {
@@ -266,26 +288,10 @@ fn sync_states_log_tools_gpu_hours_focus_and_the_tab_title() {
         .gpu("rtx4090", "NVIDIA GeForce RTX 4090")
         .env("STANDIN_PROMPT_SECONDS", "0")
         .start();
-    let now = now_ms();
-    let sync = json!({"service": {"state": "ready"}, "folders": [
-        {"user": "alice", "folder": "output", "mode": "mirror", "state": "syncing",
-         "last_success_ms": now - 42_000, "pending": 3, "lag_s": 12, "speed_bps": 2_500_000.0},
-        {"user": "bob", "folder": "output", "mode": "mirror", "state": "idle",
-         "last_success_ms": now - 60_000, "pending": 0, "lag_s": 0, "speed_bps": 0.0,
-         "last_pass": {"files": 4, "bytes": 8_000_000, "deleted": 0, "held": 0, "still_written": 0, "seconds": 2.0}},
-        {"user": "carol", "folder": "output", "mode": "mirror", "state": "held-elsewhere",
-         "held_by": "pod-7", "last_success_ms": null, "pending": 0, "lag_s": 0, "speed_bps": 0.0}
-    ]});
     run(async {
         let browser = Browser::start("details").await;
         let proxy = Proxy::start(pod.panel).await;
-        proxy.inject(Fault::new(
-            "GET",
-            "/api/sync",
-            200,
-            "application/json",
-            &sync.to_string(),
-        ));
+        proxy.inject(three_artists_syncing());
         browser.goto(&proxy.url()).await;
         wait_state(&browser, "stopped").await;
         assert_eq!(

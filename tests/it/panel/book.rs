@@ -7,13 +7,13 @@
 
 use serde_json::json;
 
-use super::artists::now_ms;
+use super::artists::three_artists_syncing;
 use super::browser::{self, Browser};
-use super::proxy::{Fault, Proxy};
+use super::proxy::Proxy;
 use super::slots::pick_user;
 use super::{errors, run, wait_state};
 use crate::support::http::http;
-use crate::support::pod::{pod, PROMPT};
+use crate::support::pod::{pod, slot_of, PROMPT};
 use crate::support::repo;
 
 /// The book's desktop picture is as wide as a laptop's browser window.
@@ -43,23 +43,9 @@ fn a_busy_pod_as_the_book_shows_it() {
         .pod_id("studio-pod-1")
         .sealed()
         .start();
-    for user in ["alice", "bob"] {
-        let reply = pod.post("/api/start", json!({ "user": user }));
-        assert_eq!(reply.status, 202, "{}", reply.body);
-    }
-    let status = pod.wait_for("alice and bob ready", |status| {
-        ["alice", "bob"].iter().all(|user| {
-            status["slots"].as_array().is_some_and(|slots| {
-                slots
-                    .iter()
-                    .any(|s| s["user"] == *user && s["comfyui"]["state"] == "ready")
-            })
-        })
-    });
-    let alice = status["slots"]
-        .as_array()
-        .and_then(|slots| slots.iter().find(|s| s["user"] == "alice"))
-        .and_then(|s| s["port"].as_u64())
+    let status = pod.start_in_slots(&[("alice", None), ("bob", None)]);
+    let alice = slot_of(&status, "alice")
+        .and_then(|slot| slot["port"].as_u64())
         .and_then(|port| u16::try_from(port).ok())
         .expect("alice's port");
     for _ in 0..3 {
@@ -67,30 +53,11 @@ fn a_busy_pod_as_the_book_shows_it() {
             http(alice, "POST", "/prompt", Some(PROMPT), &[]).expect("the stand-in answers");
         assert_eq!(prompt.status, 200, "{}", prompt.body);
     }
-    // The sync of each artist's output folder as a pod with [sync] reports it (the smoke stack
-    // has no remote): alice's newest images on their way, bob's folder up to date, carol's
-    // synced by the pod she works on.
-    let now = now_ms();
-    let sync = json!({"service": {"state": "ready"}, "folders": [
-        {"user": "alice", "folder": "output", "mode": "mirror", "state": "syncing",
-         "last_success_ms": now - 42_000, "pending": 3, "lag_s": 4, "speed_bps": 2_500_000.0},
-        {"user": "bob", "folder": "output", "mode": "mirror", "state": "idle",
-         "last_success_ms": now - 60_000, "pending": 0, "lag_s": 0, "speed_bps": 0.0,
-         "last_pass": {"files": 4, "bytes": 8_000_000, "deleted": 0, "held": 0, "still_written": 0, "seconds": 2.0}},
-        {"user": "carol", "folder": "output", "mode": "mirror", "state": "held-elsewhere",
-         "held_by": "pod-7", "last_success_ms": null, "pending": 0, "lag_s": 0, "speed_bps": 0.0}
-    ]});
     run(async {
         let browser = Browser::start("book").await;
         browser.resize((DESKTOP_WIDTH, 900)).await;
         let proxy = Proxy::start(pod.panel).await;
-        proxy.inject(Fault::new(
-            "GET",
-            "/api/sync",
-            200,
-            "application/json",
-            &sync.to_string(),
-        ));
+        proxy.inject(three_artists_syncing());
         browser.goto(&proxy.url()).await;
         browser
             .wait(

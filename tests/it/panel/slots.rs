@@ -7,8 +7,7 @@ use serde_json::{json, Value};
 
 use super::browser::{self, Browser};
 use super::{errors, open, run, wait_state};
-use crate::support::http::http;
-use crate::support::pod::{pod, PROMPT};
+use crate::support::pod::pod;
 
 /// Picks `user` in the panel's user list, as a person would.
 pub(super) async fn pick_user(browser: &Browser, user: &str) {
@@ -130,19 +129,7 @@ fn four_gpus_show_each_slot_as_a_card_and_another_users_link_says_whose() {
         .gpu("four", "NVIDIA GeForce RTX 4090")
         .set("/runtime/users", json!(["alice", "bob", "carol"]))
         .start();
-    for user in ["alice", "bob"] {
-        let reply = pod.post("/api/start", json!({ "user": user }));
-        assert_eq!(reply.status, 202, "{}", reply.body);
-    }
-    let status = pod.wait_for("alice and bob ready", |status| {
-        ["alice", "bob"].iter().all(|user| {
-            status["slots"].as_array().is_some_and(|slots| {
-                slots
-                    .iter()
-                    .any(|s| s["user"] == *user && s["comfyui"]["state"] == "ready")
-            })
-        })
-    });
+    let status = pod.start_in_slots(&[("alice", None), ("bob", None)]);
     let port_of = |user: &str| {
         status["slots"]
             .as_array()
@@ -230,21 +217,7 @@ fn each_card_shows_its_own_queue_and_says_whose_gpu_it_shares() {
     if !browser::available() {
         return;
     }
-    let pod = pod()
-        .gpu("rtx4090", "NVIDIA GeForce RTX 4090")
-        .set("/runtime/slots", json!(2))
-        .env("STANDIN_PROMPT_SECONDS", "600")
-        .env("PODSTACK_HOST_SAMPLE_INTERVAL", "1s")
-        .start();
-    let reply = pod.post("/api/start", json!({"user": "bob", "slot": 1}));
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    pod.wait_for("bob ready in slot 1", |status| {
-        status["slots"][1]["comfyui"]["state"] == "ready"
-    });
-    for _ in 0..2 {
-        let reply = http(pod.comfyui + 1, "POST", "/prompt", Some(PROMPT), &[]).expect("slot 1");
-        assert_eq!(reply.status, 200, "{}", reply.body);
-    }
+    let pod = crate::slots::two_slots_on_one_gpu_busy_in_slot_1("bob");
     run(async {
         let (browser, _proxy) = open(&pod, "slots-queue").await;
         pick_user(&browser, "alice").await;

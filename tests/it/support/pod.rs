@@ -274,6 +274,24 @@ impl Pod {
         ))
     }
 
+    /// Starts each user, in the named slot or where the pod puts them, and waits until every
+    /// one is ready in a slot; returns that status.
+    #[track_caller]
+    pub fn start_in_slots(&self, users: &[(&str, Option<u64>)]) -> Value {
+        for (user, slot) in users {
+            let body = match slot {
+                Some(slot) => json!({"user": user, "slot": slot}),
+                None => json!({"user": user}),
+            };
+            let reply = self.post("/api/start", body);
+            assert_eq!(reply.status, 202, "starting {user}: {}", reply.body);
+        }
+        let names: Vec<&str> = users.iter().map(|(user, _)| *user).collect();
+        self.wait_for(&format!("{} ready", names.join(" and ")), |status| {
+            names.iter().all(|user| ready_in_slot(status, user))
+        })
+    }
+
     #[track_caller]
     pub fn wait_comfyui(&self, state: &str) -> Value {
         self.wait_for(&format!("ComfyUI {state}"), |status| {
@@ -345,4 +363,17 @@ impl Drop for Pod {
                 .status();
         }
     }
+}
+
+/// The slot `user` is in, from a status.
+pub fn slot_of<'a>(status: &'a Value, user: &str) -> Option<&'a Value> {
+    status["slots"]
+        .as_array()?
+        .iter()
+        .find(|slot| slot["user"] == user)
+}
+
+/// Whether `user`'s ComfyUI is ready in a slot.
+pub fn ready_in_slot(status: &Value, user: &str) -> bool {
+    slot_of(status, user).is_some_and(|slot| slot["comfyui"]["state"] == "ready")
 }
