@@ -259,21 +259,19 @@ async fn serve(
     };
     let orchestrator = tokio::spawn(orchestrator.run());
     let (stop_beats, beats_stop) = tokio::sync::oneshot::channel();
-    let beats = {
-        let control = control.clone();
-        // Every slot's user: the fleet view lists who works on this pod.
-        tokio::spawn(beating.run(
-            Arc::new(move || {
-                control
-                    .status()
-                    .slots
-                    .iter()
-                    .filter_map(|slot| slot.user.clone())
-                    .collect()
-            }),
-            beats_stop,
-        ))
-    };
+    // Every slot's user: the fleet view lists who works on this pod.
+    let beats = tokio::spawn(beating.run(
+        control.watch(),
+        |published: &Arc<status::PublishedStatus>| {
+            published
+                .status
+                .slots
+                .iter()
+                .filter_map(|slot| slot.user.clone())
+                .collect()
+        },
+        beats_stop,
+    ));
     let sampler = match crate::service::loopback::local_client() {
         Ok(client) => tokio::spawn(
             host::Sampler {

@@ -7,7 +7,6 @@ pub mod heartbeat;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -16,10 +15,6 @@ pub use heartbeat::Heartbeat;
 
 /// A pod is silent once it missed this many beats.
 const MISSED_BEATS: u64 = 3;
-
-/// How often a beating pod looks at its users between beats: a start or a stop is on the
-/// volume within this, not a whole beat interval later.
-const USERS_CHECK: Duration = Duration::from_secs(1);
 
 /// `<vol>/.podstack/pods`.
 pub fn pods_dir(volume: &Path) -> PathBuf {
@@ -268,26 +263,27 @@ pub struct Beating {
 }
 
 impl Beating {
-    /// Writes a beat every interval, and at once when the users `users` says change, until
+    /// Writes a beat every interval, and at once when the users that `users` reads from the
+    /// pod's status change (a start or a stop is on the volume then, not a beat later), until
     /// `stop` fires (or its sender is dropped); then removes the heartbeat: a clean stop leaves
     /// the fleet. The beat being written finishes first, so no write can put the file back
     /// after the removal.
-    pub async fn run(
+    pub async fn run<S>(
         self,
-        users: Arc<dyn Fn() -> Vec<String> + Send + Sync>,
+        mut status: tokio::sync::watch::Receiver<S>,
+        users: impl Fn(&S) -> Vec<String>,
         mut stop: tokio::sync::oneshot::Receiver<()>,
     ) {
         let mut ticker = tokio::time::interval(self.interval);
-        let mut users_check = tokio::time::interval(USERS_CHECK.min(self.interval));
         let mut on_the_volume: Option<Vec<String>> = None;
         let mut warned = false;
         loop {
             let due = tokio::select! {
                 _ = ticker.tick() => true,
-                _ = users_check.tick() => false,
+                Ok(()) = status.changed() => false,
                 _ = &mut stop => break,
             };
-            let now = users();
+            let now = users(&status.borrow_and_update());
             if !due && on_the_volume.as_ref() == Some(&now) {
                 continue;
             }
@@ -327,8 +323,6 @@ impl Beating {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
     use super::*;
 
     /// With a beat due only once an hour, a user who starts is on the volume at once, and a
@@ -344,13 +338,9 @@ mod tests {
             template,
             interval: Duration::from_secs(3600),
         };
-        let users = Arc::new(Mutex::new(Vec::<String>::new()));
-        let read_users = Arc::clone(&users);
+        let (users, status) = tokio::sync::watch::channel(Vec::<String>::new());
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(beating.run(
-            Arc::new(move || read_users.lock().unwrap().clone()),
-            stopped,
-        ));
+        let task = tokio::spawn(beating.run(status, Vec::clone, stopped));
         let path = heartbeat::path_for(&dir, "pod-a");
         let users_on_the_volume = || {
             Heartbeat::read(&path, "pod-a")
@@ -363,7 +353,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(users_on_the_volume().is_empty());
-        users.lock().unwrap().push("alice".into());
+        users.send_modify(|users| users.push("alice".into()));
         while users_on_the_volume() != ["alice"] {
             assert!(
                 tokio::time::Instant::now() < deadline,
