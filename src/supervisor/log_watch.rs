@@ -286,67 +286,60 @@ invalid prompt: {'type': 'invalid_prompt', 'message': 'Cannot execute because no
     const RECORDED_IN_THE_IMAGE: &str =
         include_str!("../../tests/fixtures/comfyui-0.3.64-image/startup-and-two-prompts.log");
 
+    /// The events of a whole recorded log.
+    fn events_of(log: &str) -> Vec<LogEvent> {
+        let mut watch = LogWatch::default();
+        log.lines().flat_map(|line| watch.line(line)).collect()
+    }
+
+    /// What a start-up on the CPU reports, up to the GUI line, then `after`.
+    fn cpu_start_up_then(after: &[LogEvent]) -> Vec<LogEvent> {
+        [
+            stage("preparing folders", 10),
+            stage("detecting the device", 25),
+            stage("loading PyTorch", 35),
+            stage("loading attention", 45),
+            // Whatever imports (xformers in the image), on the CPU ComfyUI uses its
+            // sub-quadratic attention.
+            LogEvent::Attention(ConfirmedAttention::Using {
+                kernel: Kernel::SubQuadratic,
+            }),
+            stage("loading ComfyUI", 55),
+            stage("loading custom nodes", 70),
+            stage("starting the server", 90),
+            LogEvent::GuiLinePrinted,
+        ]
+        .into_iter()
+        .chain(after.iter().cloned())
+        .collect()
+    }
+
     #[test]
     fn follows_the_real_image_start_up_and_its_prompts() {
-        let mut watch = LogWatch::default();
-        let events: Vec<LogEvent> = RECORDED_IN_THE_IMAGE
-            .lines()
-            .flat_map(|line| watch.line(line))
-            .collect();
         assert_eq!(
-            events,
-            [
-                stage("preparing folders", 10),
-                stage("detecting the device", 25),
-                stage("loading PyTorch", 35),
-                stage("loading attention", 45),
-                // xformers imports, yet on the CPU ComfyUI uses its sub-quadratic attention.
-                LogEvent::Attention(ConfirmedAttention::Using {
-                    kernel: Kernel::SubQuadratic
-                }),
-                stage("loading ComfyUI", 55),
-                stage("loading custom nodes", 70),
-                stage("starting the server", 90),
-                LogEvent::GuiLinePrinted,
+            events_of(RECORDED_IN_THE_IMAGE),
+            cpu_start_up_then(&[
                 LogEvent::PromptQueued,
                 LogEvent::PromptDone {
                     seconds: Some(0.05)
                 },
                 LogEvent::PromptQueued,
                 LogEvent::PromptDone { seconds: Some(0.0) },
-            ]
+            ])
         );
     }
 
     #[test]
     fn follows_the_recorded_start_up() {
-        let mut watch = LogWatch::default();
-        let events: Vec<LogEvent> = RECORDED.lines().flat_map(|line| watch.line(line)).collect();
         assert_eq!(
-            events,
-            [
-                stage("preparing folders", 10),
-                stage("detecting the device", 25),
-                stage("loading PyTorch", 35),
-                stage("loading attention", 45),
-                LogEvent::Attention(ConfirmedAttention::Using {
-                    kernel: Kernel::SubQuadratic
-                }),
-                stage("loading ComfyUI", 55),
-                stage("loading custom nodes", 70),
-                stage("starting the server", 90),
-                LogEvent::GuiLinePrinted,
-                LogEvent::PromptQueued,
-                LogEvent::PromptQueued,
-            ]
+            events_of(RECORDED),
+            cpu_start_up_then(&[LogEvent::PromptQueued, LogEvent::PromptQueued])
         );
     }
 
     #[test]
     fn reads_prompts_attention_and_the_gui_line_once() {
-        let mut watch = LogWatch::default();
-        let mut events = Vec::new();
-        for line in [
+        let log = [
             "Using sage attention",
             "Starting server",
             "To see the GUI go to: http://0.0.0.0:8188",
@@ -356,11 +349,10 @@ invalid prompt: {'type': 'invalid_prompt', 'message': 'Cannot execute because no
             "Error running sage attention: Unsupported CUDA architecture: sm100, using pytorch attention instead.",
             "Using pytorch attention in VAE",
             "pytorch version: 2.8.0+cu129",
-        ] {
-            events.extend(watch.line(line));
-        }
+        ]
+        .join("\n");
         assert_eq!(
-            events,
+            events_of(&log),
             [
                 stage("loading attention", 45),
                 LogEvent::Attention(ConfirmedAttention::Using {

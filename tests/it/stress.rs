@@ -251,27 +251,19 @@ fn a_log_downloads_as_a_file() {
 #[test]
 fn login_attempts_are_limited() {
     let pod = pod().env("PODSTACK_PANEL_TOKEN", "s3cret").start();
-    let mut statuses = Vec::new();
-    for _ in 0..15 {
-        let reply = http(
+    let guess = || {
+        http(
             pod.panel,
             "POST",
             "/api/login",
             Some(r#"{"token":"guess"}"#),
             &[],
         )
-        .expect("answers");
-        statuses.push(reply.status);
-    }
+        .expect("answers")
+    };
+    let statuses: Vec<u16> = (0..15).map(|_| guess().status).collect();
     assert!(statuses.contains(&429), "{statuses:?}");
-    let refused = http(
-        pod.panel,
-        "POST",
-        "/api/login",
-        Some(r#"{"token":"guess"}"#),
-        &[],
-    )
-    .expect("answers");
+    let refused = guess();
     assert_eq!(refused.status, 429);
     assert!(refused.header("retry-after").is_some());
     assert_eq!(refused.json()["error"], "too many login attempts");

@@ -720,21 +720,9 @@ fn a_steady_run_uploads_each_file_once_and_never_under_its_final_name() {
     // Passes come from the files' own triggers, each once the newest file is 2 s old; files
     // keep coming meanwhile, so each pass finds files uploaded by the one before, younger than
     // min_age on a remote that gives them the upload's time.
-    let pod = SyncPod::start(
-        webdav_remote(port)
-            .set("/sync/min_age", json!("2s"))
-            .set("/sync/interval", json!("1h")),
-    );
-    pod.serve("alice");
+    let pod = steady_run(webdav_remote(port), 24);
     let output = pod.volume.join("output/alice");
     let remote = served.path().join("ComfyUI/output/alice");
-    for i in 0..24u8 {
-        write(
-            &output.join(format!("ComfyUI_{i:05}_.png")),
-            &content(i, 20_000 + usize::from(i) * 1000),
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
     wait_same_content(&pod, &output, &remote);
     // Two more passes over the same files: nothing to upload.
     let passes = |report: &Value| folder(report, "alice", "output")["total"]["passes"].as_u64();
@@ -762,15 +750,7 @@ fn a_steady_run_uploads_each_file_once_and_never_under_its_final_name() {
     let leftovers = files_under(&served.path().join("ComfyUI/.podstack"));
     assert!(leftovers.is_empty(), "{leftovers:#?}");
     // A folder new on the remote is no error: rclone logs none in a steady run.
-    let log = sync_log(&pod.volume, "test-pod");
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|line| line.contains(" ERROR : "))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "rclone logged errors in a steady run: {errors:#?}"
-    );
+    assert_no_rclone_error(&sync_log(&pod.volume, "test-pod"));
 }
 
 #[test]
@@ -1229,6 +1209,39 @@ fn a_pod_killed_mid_upload_to_s3_leaves_no_partial_file_under_a_final_name() {
 }
 
 /// The pod's sync log (rclone's lines and the service's own).
+/// A pod whose passes come from the files' own triggers (each once the newest file is 2 s
+/// old, no timed pass), serving alice, after `count` files were written into her output 250 ms
+/// apart: files keep coming while passes run.
+fn steady_run(remote: PodBuilder, count: u8) -> SyncPod {
+    let pod = SyncPod::start(
+        remote
+            .set("/sync/min_age", json!("2s"))
+            .set("/sync/interval", json!("1h")),
+    );
+    pod.serve("alice");
+    let output = pod.volume.join("output/alice");
+    for i in 0..count {
+        write(
+            &output.join(format!("ComfyUI_{i:05}_.png")),
+            &content(i, 20_000 + usize::from(i) * 1000),
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    pod
+}
+
+/// A steady run logs no rclone error (a folder not yet on the remote is none).
+fn assert_no_rclone_error(log: &str) {
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(" ERROR : "))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "rclone logged errors in a steady run: {errors:#?}"
+    );
+}
+
 fn sync_log(volume: &Path, pod: &str) -> String {
     std::fs::read_to_string(volume.join(format!(".podstack/logs/{pod}/sync.log")))
         .unwrap_or_default()
@@ -1239,22 +1252,9 @@ fn sync_log(volume: &Path, pod: &str) -> String {
 /// contents, and rclone logs no error on the way (a folder not yet on the remote is none).
 fn a_steady_run_uploads_each_file_once(backend: Backend) {
     let server = Remote::start(backend);
-    let pod = SyncPod::start(
-        server
-            .pod()
-            .set("/sync/min_age", json!("2s"))
-            .set("/sync/interval", json!("1h")),
-    );
-    pod.serve("alice");
+    let pod = steady_run(server.pod(), 12);
     let output = pod.volume.join("output/alice");
     let remote = server.root().join("output/alice");
-    for i in 0..12u8 {
-        write(
-            &output.join(format!("ComfyUI_{i:05}_.png")),
-            &content(i, 20_000 + usize::from(i) * 1000),
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
     wait_same_content(&pod, &output, &remote);
     pod.wait_report("the passes to end", |report| {
         folder(report, "alice", "output")["state"] == "idle"
@@ -1276,14 +1276,7 @@ fn a_steady_run_uploads_each_file_once(backend: Backend) {
             .count();
         assert_eq!(uploads, 1, "{name} uploaded {uploads} times:\n{log}");
     }
-    let errors: Vec<&str> = log
-        .lines()
-        .filter(|line| line.contains(" ERROR : "))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "rclone logged errors in a steady run: {errors:#?}"
-    );
+    assert_no_rclone_error(&log);
 }
 
 #[test]
