@@ -471,18 +471,25 @@ async fn usage(
     let dir = Arc::clone(&state.sessions_dir);
     let status = state.control.status();
     let summary = tokio::task::spawn_blocking(move || {
-        let comfyui = &status.services.comfyui.state;
-        let runs = !matches!(comfyui, ServiceState::Stopped | ServiceState::Failed { .. });
-        let live = status
-            .user
-            .as_deref()
-            .filter(|_| runs)
-            .map(|user| usage::LiveSession {
-                pod: &status.pod,
-                user,
-                now: now_ms(),
-            });
-        usage::summarise_live(&dir, month, live)
+        let now = now_ms();
+        let live: Vec<usage::LiveSession<'_>> = status
+            .slots
+            .iter()
+            .filter(|slot| {
+                !matches!(
+                    slot.comfyui.state,
+                    ServiceState::Stopped | ServiceState::Failed { .. }
+                )
+            })
+            .filter_map(|slot| {
+                Some(usage::LiveSession {
+                    pod: &status.pod,
+                    user: slot.user.as_deref()?,
+                    now,
+                })
+            })
+            .collect();
+        usage::summarise_live(&dir, month, &live)
     })
     .await
     .map_err(|err| ApiError::internal("reading the usage files", &err))?

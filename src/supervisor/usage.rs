@@ -3,9 +3,10 @@
 //! per line), so pods sharing a volume never write the same file; the summary reads every
 //! pod's file and sums GPU hours per user for a month, skipping a line a crash tore.
 //!
-//! A session is the lines that share its `session` id (its start time): `started`, `ready`,
-//! `running` (written now and then while it runs), `stopped`. A session without a `stopped`
-//! line (the pod died) ends at its last line.
+//! A session is the lines of one user that share its `session` id (its start time): `started`,
+//! `ready`, `running` (written now and then while it runs), `stopped`. Slots started in the
+//! same millisecond write the same id for different users, which stay apart. A session
+//! without a `stopped` line (the pod died) ends at its last line.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -218,8 +219,8 @@ pub struct UserUsage {
     pub running: bool,
 }
 
-/// The session this pod runs now, counted up to `now` rather than to its last line (a
-/// `running` line is written only every few minutes).
+/// A session this pod runs now (one per busy slot), counted up to `now` rather than to its
+/// last line (a `running` line is written only every few minutes).
 #[derive(Debug, Clone, Copy)]
 pub struct LiveSession<'a> {
     /// This pod's id: its usage file is `<pod>.jsonl`.
@@ -239,15 +240,15 @@ struct Session {
 
 /// Sums the hours of every pod's sessions that overlap `month`.
 pub fn summarise(sessions_dir: &Path, month: Month) -> Result<UsageSummary, UsageError> {
-    summarise_live(sessions_dir, month, None)
+    summarise_live(sessions_dir, month, &[])
 }
 
-/// [`summarise`], with the session `live` names counted up to its `now`: the newest session
-/// of that user in this pod's file, when it has no `stopped` line.
+/// [`summarise`], with each session `live` names counted up to its `now`: the newest session
+/// of that user in that pod's file, when it has no `stopped` line.
 pub fn summarise_live(
     sessions_dir: &Path,
     month: Month,
-    live: Option<LiveSession<'_>>,
+    live: &[LiveSession<'_>],
 ) -> Result<UsageSummary, UsageError> {
     let mut summary = UsageSummary {
         month,
@@ -276,7 +277,7 @@ pub fn summarise_live(
             path: path.clone(),
             source,
         })?;
-        let mut sessions: BTreeMap<UnixMillis, Session> = BTreeMap::new();
+        let mut sessions: BTreeMap<(UnixMillis, String), Session> = BTreeMap::new();
         for raw in String::from_utf8_lossy(&bytes)
             .lines()
             .filter(|raw| !raw.trim().is_empty())
@@ -285,7 +286,8 @@ pub fn summarise_live(
                 summary.unreadable_lines += 1;
                 continue;
             };
-            let session = sessions.entry(line.session).or_insert_with(|| Session {
+            let key = (line.session, line.user.clone());
+            let session = sessions.entry(key).or_insert_with(|| Session {
                 user: line.user.clone(),
                 gpu: line.gpu.clone(),
                 end: line.session,
@@ -300,11 +302,11 @@ pub fn summarise_live(
                 _ => session.end.max(line.at),
             };
         }
-        let own = live.filter(|live| {
+        let own = live.iter().filter(|live| {
             path.file_stem()
                 .is_some_and(|stem| stem.to_str() == Some(live.pod))
         });
-        if let Some(live) = own {
+        for live in own {
             let newest = sessions
                 .values_mut()
                 .rev()
@@ -314,7 +316,7 @@ pub fn summarise_live(
                 session.running = true;
             }
         }
-        for (start, session) in sessions {
+        for ((start, _), session) in sessions {
             let overlap = session.end.min(to).saturating_sub(start.max(from));
             if overlap == 0 && !(from..to).contains(&start) {
                 continue;
@@ -544,6 +546,33 @@ mod tests {
     }
 
     #[test]
+    fn slots_started_in_the_same_millisecond_are_two_sessions_each_counted_to_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let rtx = Some("NVIDIA GeForce RTX 4090");
+        let mut log = UsageLog::open(dir.path(), &PodId::parse("pod-a").unwrap()).unwrap();
+        for user in ["alice", "bob"] {
+            log.record(&line(MAY, MAY, user, rtx, SessionEvent::Started))
+                .unwrap();
+        }
+        let now = MAY + 2 * HOUR;
+        let live = ["alice", "bob"].map(|user| LiveSession {
+            pod: "pod-a",
+            user,
+            now,
+        });
+        let summary = summarise_live(dir.path(), "2026-05".parse().unwrap(), &live).unwrap();
+        let users: Vec<(&str, u32, bool)> = summary
+            .users
+            .iter()
+            .map(|usage| (usage.user.as_str(), usage.sessions, usage.running))
+            .collect();
+        assert_eq!(users, [("alice", 1, true), ("bob", 1, true)]);
+        for usage in &summary.users {
+            assert!((usage.gpu_hours - 2.0).abs() < 1e-9, "{summary:?}");
+        }
+    }
+
+    #[test]
     fn the_running_session_counts_up_to_now() {
         let dir = tempfile::tempdir().unwrap();
         let rtx = Some("NVIDIA GeForce RTX 4090");
@@ -575,8 +604,8 @@ mod tests {
         assert!((before.users[0].gpu_hours - 2.0).abs() < 1e-9);
         assert!(!before.users[0].running);
         let now = MAY + 4 * HOUR;
-        let live = |pod, user| Some(LiveSession { pod, user, now });
-        let summary = summarise_live(dir.path(), month, live("pod-a", "bob")).unwrap();
+        let live = |pod, user| [LiveSession { pod, user, now }];
+        let summary = summarise_live(dir.path(), month, &live("pod-a", "bob")).unwrap();
         assert!(
             (summary.users[0].gpu_hours - 3.0).abs() < 1e-9,
             "{summary:?}"
@@ -584,7 +613,7 @@ mod tests {
         assert!(summary.users[0].running);
         // Another pod's file, or another user, is not this pod's running session.
         for (pod, user) in [("pod-b", "bob"), ("pod-a", "alice")] {
-            let summary = summarise_live(dir.path(), month, live(pod, user)).unwrap();
+            let summary = summarise_live(dir.path(), month, &live(pod, user)).unwrap();
             assert!(
                 (summary.users[0].gpu_hours - 2.0).abs() < 1e-9,
                 "{pod} {user}"

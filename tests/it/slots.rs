@@ -312,4 +312,63 @@ fn a_runpod_pod_with_more_gpus_than_its_template_publishes_names_the_unreachable
     for warning in &expected {
         assert!(log.contains(warning.as_str()), "{log}");
     }
+    // The published slots link through RunPod's proxy; the others have no link to give.
+    let published: Vec<&Value> = (0..4)
+        .map(|slot| &status["slots"][slot]["published"])
+        .collect();
+    assert_eq!(published, [true, true, false, false], "{status:#}");
+    let links: Vec<Value> = (0..4u16)
+        .map(|slot| match slot {
+            0 | 1 => json!(format!(
+                "https://abc123-{}.proxy.runpod.net",
+                pod.comfyui + slot
+            )),
+            _ => Value::Null,
+        })
+        .collect();
+    assert_eq!(status["slot_urls"], json!(links), "{status:#}");
+}
+
+#[test]
+fn every_busy_slot_counts_in_the_usage_on_its_own_gpu_and_in_the_metrics_under_its_slot() {
+    let pod = pod()
+        .gpu("two", "NVIDIA GeForce RTX 4090")
+        .set("/runtime/users", json!(["alice", "bob"]))
+        .start();
+    let status = pod.start_in_slots(&[("alice", None), ("bob", None)]);
+    let usage = pod.get("/api/usage").json();
+    for user in ["alice", "bob"] {
+        // The two GPUs differ (an RTX 4090 and an RTX 3090): each user's hours are on hers.
+        let gpu = slot_of(&status, user)
+            .and_then(|slot| slot["gpus"][0]["name"].as_str())
+            .unwrap_or_else(|| panic!("{user}'s GPU in {status:#}"));
+        let row = usage["users"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|row| row["user"] == user))
+            .unwrap_or_else(|| panic!("{user} in {usage:#}"));
+        assert_eq!(row["running"], true, "{user}: {usage:#}");
+        assert_eq!(row["sessions"], 1, "{user}: {usage:#}");
+        assert!(
+            row["hours_by_gpu"][gpu]
+                .as_f64()
+                .is_some_and(|hours| hours > 0.0),
+            "{user}'s hours count up to now, on {gpu}: {usage:#}"
+        );
+        assert_eq!(
+            row["hours_by_gpu"].as_object().map(serde_json::Map::len),
+            Some(1),
+            "{usage:#}"
+        );
+    }
+    let metrics = pod.get("/metrics").body;
+    for slot in 0..2 {
+        for line in [
+            format!(
+                "podstack_service_state{{service=\"comfyui\",slot=\"{slot}\",state=\"ready\"}} 1"
+            ),
+            format!("podstack_service_restarts_total{{service=\"comfyui\",slot=\"{slot}\"}} 0"),
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+        }
+    }
 }
