@@ -114,13 +114,20 @@ pub fn plan(count: SlotCount, probe: &GpuProbe, base_port: u16) -> (Vec<SlotPlan
     (slots, warnings)
 }
 
-/// A warning for each slot beyond the `published` ones whose ports the pod's RunPod template
-/// lists: RunPod's proxy serves only those, so the slot's ComfyUI cannot be opened. Only a
-/// `"per-gpu"` pod rented with more GPUs than `deploy.gpus_per_pod` runs such slots.
+/// Whether a browser can open `slot`'s ComfyUI: on RunPod (`runpod`) only the ports of the
+/// first `published` slots, which the pod's template lists, are served by RunPod's proxy;
+/// elsewhere every port is the pod's own.
+pub fn is_published(slot: SlotIndex, runpod: bool, published: u16) -> bool {
+    !runpod || u16::from(slot.0) < published
+}
+
+/// A warning for each slot of a RunPod pod beyond the `published` ones whose ports the pod's
+/// template lists: RunPod's proxy serves only those, so the slot's ComfyUI cannot be opened.
+/// Only a `"per-gpu"` pod rented with more GPUs than `deploy.gpus_per_pod` runs such slots.
 pub fn unpublished(slots: &[SlotPlan], published: u16) -> Vec<String> {
     slots
         .iter()
-        .skip(usize::from(published))
+        .filter(|slot| !is_published(slot.index, true, published))
         .map(|slot| {
             format!(
                 "Slot {}'s ComfyUI (port {}) cannot be reached through RunPod's proxy: the pod's template publishes the ComfyUI ports of {published} slot(s) and this pod runs {} (one per GPU). Set deploy.gpus_per_pod = {} (the GPUs these pods are rented with), run podstack build and update the RunPod template",

@@ -80,6 +80,9 @@ pub struct SlotStatus {
     /// GPUs are its own. nvidia-smi's memory figures are per GPU, so a shared GPU's use is
     /// that of all these slots together.
     pub gpus_shared_by: Vec<SlotIndex>,
+    /// Whether a browser can open its ComfyUI: false on RunPod for a slot whose port the
+    /// pod's template does not publish (its link is then `null`).
+    pub published: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -190,7 +193,7 @@ impl PublishedStatus {
         let slot_urls: Vec<String> = status
             .slots
             .iter()
-            .map(|slot| link(Some(slot.port)))
+            .map(|slot| link(slot.published.then_some(slot.port)))
             .collect();
         let _ = write!(
             json,

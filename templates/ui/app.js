@@ -667,6 +667,9 @@ function renderControls(s) {
   if (shown.url && open.getAttribute("href") !== shown.url) open.href = shown.url;
   setText("open", openWords(shown, user));
   open.classList.toggle("open", !shown.user || shown.user === user);
+  const unpublished = $("unpublished");
+  unpublished.hidden = shown.published !== false;
+  if (!unpublished.hidden) setText("unpublished", unpublishedWords(shown));
   renderSlots(s, slots, user);
 
   $("add-user").hidden = !s.allow_new_users;
@@ -679,13 +682,19 @@ function openWords(slot, user) {
   return slot.user && slot.user !== user ? `${slot.user}'s ComfyUI` : "Open ComfyUI";
 }
 
+// A slot whose port the pod's RunPod template does not publish has no link; the Notes say
+// how to publish it.
+function unpublishedWords(slot) {
+  return `Slot ${slot.slot}'s ComfyUI cannot be opened: RunPod's proxy does not serve its port ${slot.port} (see Notes)`;
+}
+
 // On a pod of several slots the user picks one, or lets the pod choose a free one.
 function renderSlotPicker(s, slots) {
   const picker = $("slot-picker");
   picker.hidden = slots.length < 2;
   const select = $("slot");
   const options = [["", "any free slot"]].concat(slots.map((slot) =>
-    [String(slot.slot), `Slot ${slot.slot} · ${gpuWords(slot.gpus)} · ${slot.user || "free"}`]));
+    [String(slot.slot), `Slot ${slot.slot} · ${gpuWords(slot.gpus)} · ${slot.user || "free"}${slot.published === false ? " · cannot be opened" : ""}`]));
   const key = options.map((o) => o.join("=")).join("\n");
   if (select.dataset.key !== key) {
     select.dataset.key = key;
@@ -733,6 +742,7 @@ function renderSlots(s, slots, user) {
     if (queue) facts.push(`queue ${queue.queue_running} running · ${queue.queue_pending} waiting`);
     if (slot.prompt && slot.prompt.steps) facts.push(`prompt step ${slot.prompt.step} of ${slot.prompt.steps}`);
     card.append(el("p", facts.join(" · "), "slot-facts muted"));
+    if (slot.published === false) card.append(el("p", unpublishedWords(slot), "slot-facts bad"));
     if (slot.comfyui.state === "ready" && slot.url) {
       const a = el("a", openWords(slot, user), slot.user === user ? "button open" : "button");
       a.href = slot.url;

@@ -242,3 +242,105 @@ fn each_card_shows_its_own_queue_and_says_whose_gpu_it_shares() {
         browser.close().await;
     });
 }
+
+#[test]
+fn on_runpod_a_slot_its_template_does_not_publish_has_no_link_and_says_why() {
+    if !browser::available() {
+        return;
+    }
+    let pod = pod()
+        .gpu("four", "NVIDIA GeForce RTX 4090")
+        .env("RUNPOD_POD_ID", "abc123")
+        .env("PODSTACK_PANEL_TOKEN", "s3cret-token")
+        .set("/published_slots", json!(2))
+        .set("/runtime/users", json!(["alice", "bob", "carol"]))
+        .start();
+    // The pod fills the published slots first; carol lands in slot 2, which RunPod's proxy
+    // does not serve.
+    let status = pod.start_in_slots(&[("alice", None), ("bob", None)]);
+    let status_after = pod.start_in_slots(&[("carol", None)]);
+    assert_eq!(slot_user(&status, 0), "alice", "{status:#}");
+    assert_eq!(slot_user(&status, 1), "bob", "{status:#}");
+    assert_eq!(slot_user(&status_after, 2), "carol", "{status_after:#}");
+    run(async {
+        let (browser, _proxy) = open(&pod, "slots-unpublished").await;
+        browser.type_into("#token", "s3cret-token").await;
+        browser.click("#login-button").await;
+        wait_state(&browser, "ready").await;
+        pick_user(&browser, "carol").await;
+        let cards = browser
+            .wait(
+                "four cards, slot 2's saying it cannot be opened",
+                "const cards = [...document.querySelectorAll('#slots li')]; \
+                 if (cards.length !== 4 || !cards[2].querySelector('.slot-facts.bad')) return null; \
+                 return cards.map(c => { const a = c.querySelector('a'); const bad = c.querySelector('.slot-facts.bad'); \
+                   return [a ? a.href : null, bad ? bad.innerText : null]; })",
+            )
+            .await;
+        let unreachable = |slot: u16| {
+            json!(format!(
+                "Slot {slot}'s ComfyUI cannot be opened: RunPod's proxy does not serve its port {} (see Notes)",
+                pod.comfyui + slot
+            ))
+        };
+        assert_eq!(
+            cards,
+            json!([
+                [
+                    format!("https://abc123-{}.proxy.runpod.net/", pod.comfyui),
+                    null
+                ],
+                [
+                    format!("https://abc123-{}.proxy.runpod.net/", pod.comfyui + 1),
+                    null
+                ],
+                [null, unreachable(2)],
+                [null, unreachable(3)],
+            ]),
+            "{cards:#}"
+        );
+        // carol's own session: no Open button, the reason in its place, the fix in the Notes.
+        let shown = browser
+            .wait(
+                "carol's card without a link",
+                "const u = document.querySelector('#unpublished'); \
+                 return document.querySelector('#detail').innerText.includes('for carol') && !u.hidden \
+                   && [document.querySelector('#open').hidden, u.innerText, document.querySelector('#warnings').innerText]",
+            )
+            .await;
+        browser.screenshot("unpublished").await;
+        assert_eq!(shown[0], true, "{shown:#}");
+        assert_eq!(shown[1], unreachable(2), "{shown:#}");
+        let notes = shown[2].as_str().unwrap_or_default();
+        assert!(
+            notes.contains("Set deploy.gpus_per_pod = 4"),
+            "the Notes say how to publish every slot: {notes}"
+        );
+        let picker = browser
+            .js("return [...document.querySelectorAll('#slot option')].map(o => o.text)")
+            .await;
+        assert_eq!(
+            picker[3], "Slot 2 · GPU 2 (RTX 4090) · carol · cannot be opened",
+            "{picker:#}"
+        );
+        // alice, in a published slot, has her Open button and no such line.
+        pick_user(&browser, "alice").await;
+        let alice = browser
+            .wait(
+                "alice's own link",
+                "const o = document.querySelector('#open'); \
+                 return document.querySelector('#detail').innerText.includes('for alice') && !o.hidden \
+                   && [o.href, document.querySelector('#unpublished').hidden]",
+            )
+            .await;
+        assert_eq!(
+            alice,
+            json!([
+                format!("https://abc123-{}.proxy.runpod.net/", pod.comfyui),
+                true
+            ])
+        );
+        assert_eq!(errors(&browser).await, "");
+        browser.close().await;
+    });
+}
