@@ -72,7 +72,9 @@ fn version_of(line: &str) -> &str {
         .map_or(line, |(_, version)| version)
 }
 
-/// The first lock entry that was added, removed or changed.
+/// The first lock entry that was added, removed or moved to another version; else the first
+/// whose hashes changed, which says when the entry lost them (a lock gone stale: its file
+/// then names no hash at all).
 fn requirement_change(old: &str, new: &str) -> Option<String> {
     let old = requirements(old);
     let new = requirements(new);
@@ -85,23 +87,31 @@ fn requirement_change(old: &str, new: &str) -> Option<String> {
             .find(|(n, _)| n == name)
             .map(|(_, line)| line.clone())
     };
-    names
+    let pairs: Vec<(&String, Option<String>, Option<String>)> = names
         .into_iter()
-        .find_map(|name| match (find(&old, name), find(&new, name)) {
-            (Some(a), Some(b)) if a == b => None,
-            (None, Some(b)) => Some(format!("lock entry `{name}` {} is new", version_of(&b))),
-            (Some(a), None) => Some(format!(
-                "lock entry `{name}` {} was removed",
-                version_of(&a)
+        .map(|name| (name, find(&old, name), find(&new, name)))
+        .collect();
+    let moved = pairs.iter().find_map(|(name, old, new)| match (old, new) {
+        (None, Some(b)) => Some(format!("lock entry `{name}` {} is new", version_of(b))),
+        (Some(a), None) => Some(format!("lock entry `{name}` {} was removed", version_of(a))),
+        (Some(a), Some(b)) if version_of(a) != version_of(b) => Some(format!(
+            "lock entry `{name}` {} -> {}",
+            version_of(a),
+            version_of(b)
+        )),
+        _ => None,
+    });
+    moved.or_else(|| {
+        pairs.iter().find_map(|(name, old, new)| match (old, new) {
+            (Some(a), Some(b)) if a != b && !b.contains("--hash=") => Some(format!(
+                "lock entry `{name}`: no longer pinned by sha256 (the lock is stale: run `podstack lock`)"
             )),
-            (Some(a), Some(b)) if version_of(&a) != version_of(&b) => Some(format!(
-                "lock entry `{name}` {} -> {}",
-                version_of(&a),
-                version_of(&b)
-            )),
-            (Some(_), Some(_)) => Some(format!("lock entry `{name}`: its files' hashes changed")),
-            (None, None) => None,
+            (Some(a), Some(b)) if a != b => {
+                Some(format!("lock entry `{name}`: its files' hashes changed"))
+            }
+            _ => None,
         })
+    })
 }
 
 /// The first key whose value differs, as `a.b.c: old -> new`.
@@ -132,6 +142,19 @@ fn json_change(path: &str, old: &Value, new: &Value) -> Option<String> {
                 }
             }
             None
+        }
+        // A list names the item it lost or gained, rather than two long lists cut alike.
+        (Value::Array(a), Value::Array(b)) => {
+            let gone = a.iter().find(|item| !b.contains(item));
+            let added = b.iter().find(|item| !a.contains(item));
+            Some(match (gone, added) {
+                (Some(gone), None) => format!("{path}: - {}", short(gone)),
+                (None, Some(added)) => format!("{path}: + {}", short(added)),
+                (Some(gone), Some(added)) => {
+                    format!("{path}: {} -> {}", short(gone), short(added))
+                }
+                (None, None) => format!("{path}: the same items in another order"),
+            })
         }
         _ => Some(format!("{path}: {} -> {}", short(old), short(new))),
     }
@@ -182,6 +205,49 @@ mod tests {
             .iter()
             .map(|(name, content)| ((*name).to_owned(), content.as_bytes().to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn a_package_dropped_is_named_before_the_hashes_a_stale_lock_lost() {
+        let old = files(&[(
+            "r.lock.txt",
+            "pip==23.0.1 \\\n    --hash=sha256:aa\nsix==1.17.0 \\\n    --hash=sha256:bb\n",
+        )]);
+        let stale = files(&[("r.lock.txt", "pip==23.0.1\n")]);
+        assert_eq!(
+            files_change(&old, &stale).unwrap(),
+            "r.lock.txt: lock entry `six` 1.17.0 was removed"
+        );
+        let unhashed = files(&[("r.lock.txt", "pip==23.0.1\nsix==1.17.0\n")]);
+        assert_eq!(
+            files_change(&old, &unhashed).unwrap(),
+            "r.lock.txt: lock entry `pip`: no longer pinned by sha256 (the lock is stale: run `podstack lock`)"
+        );
+    }
+
+    #[test]
+    fn a_list_in_stack_json_names_the_item_it_lost_or_gained() {
+        let json = |packages: &str| {
+            files(&[(
+                "stack.json",
+                &format!(r#"{{"packages":[{packages}],"runtime":{{"users":["alice"]}}}}"#),
+            )])
+        };
+        let pip = r#"{"name":"pip","version":"23.0.1"}"#;
+        let six = r#"{"name":"six","version":"1.17.0"}"#;
+        let both = json(&format!("{pip},{six}"));
+        assert_eq!(
+            files_change(&both, &json(pip)).unwrap(),
+            format!("stack.json: packages: - {six}")
+        );
+        assert_eq!(
+            files_change(&json(pip), &both).unwrap(),
+            format!("stack.json: packages: + {six}")
+        );
+        assert_eq!(
+            files_change(&both, &json(&format!("{six},{pip}"))).unwrap(),
+            "stack.json: packages: the same items in another order"
+        );
     }
 
     #[test]

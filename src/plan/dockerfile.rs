@@ -17,6 +17,8 @@ pub struct Step {
     pub sources: Vec<String>,
     /// `COPY --from=<stage>`: the stage whose output it copies.
     pub from_stage: Option<String>,
+    /// `COPY`/`ADD`: where in the image it copies to, as written.
+    pub destination: Option<String>,
 }
 
 impl Step {
@@ -33,6 +35,25 @@ impl Step {
             self.keyword.as_str(),
             "LABEL" | "EXPOSE" | "ENTRYPOINT" | "CMD" | "HEALTHCHECK" | "STOPSIGNAL"
         )
+    }
+
+    /// Where a `COPY` lays the build-context file `name` it takes from its `source`, as
+    /// Docker does: a folder's files keep their place under the destination; a file goes into
+    /// a destination folder (one ending in `/`, or any when several sources are copied) by its
+    /// own name, and else becomes the destination.
+    pub fn image_path(&self, source: &str, name: &str) -> Option<String> {
+        let destination = self.destination.as_deref()?;
+        let folder = destination.trim_end_matches('/');
+        if name == source {
+            let into_folder = destination.ends_with('/') || self.sources.len() > 1;
+            return Some(if into_folder {
+                format!("{folder}/{}", name.rsplit('/').next().unwrap_or(name))
+            } else {
+                destination.to_owned()
+            });
+        }
+        let rest = name.strip_prefix(source)?.strip_prefix('/')?;
+        Some(format!("{folder}/{rest}"))
     }
 }
 
@@ -163,6 +184,7 @@ fn step(line: usize, joined: &str) -> Step {
         .to_ascii_uppercase();
     let mut sources = Vec::new();
     let mut from_stage = None;
+    let mut destination = None;
     if matches!(keyword.as_str(), "COPY" | "ADD") {
         let mut words: Vec<&str> = Vec::new();
         for word in text.split_whitespace().skip(1) {
@@ -172,7 +194,7 @@ fn step(line: usize, joined: &str) -> Step {
                 None => words.push(word),
             }
         }
-        words.pop();
+        destination = words.pop().map(str::to_owned);
         if from_stage.is_none() {
             sources = words
                 .iter()
@@ -186,6 +208,7 @@ fn step(line: usize, joined: &str) -> Step {
         line,
         sources,
         from_stage,
+        destination,
     }
 }
 
@@ -241,6 +264,26 @@ LABEL x=1
         assert_eq!(last.steps[3].sources, ["generated/s/a", "generated/s/b"]);
         assert_eq!(last.steps[2].from_stage.as_deref(), Some("build"));
         assert!(!last.steps[4].makes_layer() && !last.steps[4].keys_later_steps());
+    }
+
+    #[test]
+    fn lays_copied_files_where_docker_does() {
+        let steps = Dockerfile::parse(
+            "FROM debian\nCOPY ui /opt/p/ui\nCOPY g/c.txt /opt/p/c.txt\nCOPY g/a g/b /opt/p/\nCOPY g/d /opt/p/\n",
+        )
+        .stages
+        .remove(0)
+        .steps;
+        let at = |step: usize, source: &str, name: &str| steps[step].image_path(source, name);
+        assert_eq!(
+            at(1, "ui", "ui/css/x.css").as_deref(),
+            Some("/opt/p/ui/css/x.css")
+        );
+        assert_eq!(at(1, "ui", "uix/y").as_deref(), None);
+        assert_eq!(at(2, "g/c.txt", "g/c.txt").as_deref(), Some("/opt/p/c.txt"));
+        assert_eq!(at(3, "g/b", "g/b").as_deref(), Some("/opt/p/b"));
+        assert_eq!(at(4, "g/d", "g/d").as_deref(), Some("/opt/p/d"));
+        assert_eq!(steps[0].image_path("x", "x"), None);
     }
 
     #[test]

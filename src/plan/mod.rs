@@ -293,7 +293,7 @@ pub fn plan(inputs: &PlanInputs<'_>) -> Result<Plan, PlanError> {
         if why.is_some() && broken.is_none() {
             broken = Some(number);
         }
-        let size = layer_size(inputs, step, kind);
+        let size = layer_size(inputs, &steps[..index], step, kind);
         let verdict = if why.is_some() {
             pull.add(&size);
             Verdict::Rebuilt
@@ -359,7 +359,13 @@ fn change(
     Ok(None)
 }
 
-fn layer_size(inputs: &PlanInputs<'_>, step: &Step, kind: LayerKind) -> LayerSize {
+/// The size of `step`'s layer; `earlier` are the final stage's steps before it.
+fn layer_size(
+    inputs: &PlanInputs<'_>,
+    earlier: &[&Step],
+    step: &Step,
+    kind: LayerKind,
+) -> LayerSize {
     let manifest = inputs.manifest;
     match kind {
         LayerKind::Base => inputs.base.size.clone(),
@@ -408,28 +414,38 @@ fn layer_size(inputs: &PlanInputs<'_>, step: &Step, kind: LayerKind) -> LayerSiz
                     basis: "the size of this podstack binary; the image's own build differs by compiler and target".to_owned(),
                 },
             ),
-        LayerKind::Seal => LayerSize::Estimate {
-            bytes: SEAL_LINE_BYTES * sealed_files(inputs.current, inputs.manifest),
-            basis: format!("one line of about {SEAL_LINE_BYTES} bytes per sealed file"),
-        },
+        LayerKind::Seal => seal_size(inputs.current, earlier),
         LayerKind::Other => LayerSize::unknown("podstack does not know what this step writes"),
     }
 }
 
-/// A seal line: 64 hex digits, two spaces, a path under /opt/podstack, a newline.
-const SEAL_LINE_BYTES: u64 = 100;
-
-/// The files `podstack seal` lists: the runtime files, the control panel, the binary.
-fn sealed_files(current: &Snapshot, manifest: &Manifest) -> u64 {
-    let name = &manifest.stack.name;
-    let count = |path: &str| {
-        current
-            .files(path)
-            .ok()
-            .flatten()
-            .map_or(0, |files| files.len() as u64)
-    };
-    count(crate::render::UI_DIR) + count(&format!("generated/{name}")) + 1
+/// `files.sha256`, which `podstack seal` writes: a line of 64 hex digits, two spaces, the
+/// path and a newline for each file the earlier steps copied into the runtime folder, and for
+/// the podstack binary (`crate::verify::files::seal`).
+fn seal_size(current: &Snapshot, earlier: &[&Step]) -> LayerSize {
+    let runtime = format!("{}/", crate::resolved::paths::RUNTIME);
+    let mut paths = vec![crate::verify::IMAGE_BINARY.to_owned()];
+    for step in earlier.iter().filter(|step| step.from_stage.is_none()) {
+        for source in &step.sources {
+            let Ok(Some(files)) = current.files(source) else {
+                return LayerSize::unknown(format!("{source} cannot be read"));
+            };
+            paths.extend(
+                files
+                    .keys()
+                    .filter_map(|name| step.image_path(source, name))
+                    .filter(|path| path.starts_with(&runtime)),
+            );
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    LayerSize::exact(
+        paths
+            .iter()
+            .map(|path| 64 + 2 + path.len() as u64 + 1)
+            .sum(),
+    )
 }
 
 fn copied_bytes(current: &Snapshot, sources: &[String]) -> LayerSize {
