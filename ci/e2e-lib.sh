@@ -53,6 +53,26 @@ ensure_base() {
     rm -rf "$rootfs"
 }
 
+# layers_of IMAGE: "diff_id size" per layer of the image, oldest first: the content ids of
+# `docker save`, the sizes `docker history` shows.
+layers_of() {
+    local dir
+    dir=$(mktemp -d)
+    "$docker" save "$1" | tar -x -C "$dir"
+    "$docker" history --human=false --no-trunc --format '{{.Size}}' "$1" > "$dir/history"
+    python3 - "$dir" <<'PY'
+import json, os, sys
+root = sys.argv[1]
+manifest = json.load(open(os.path.join(root, "manifest.json")))[0]
+config = json.load(open(os.path.join(root, manifest["Config"])))
+sizes = [int(line) for line in open(os.path.join(root, "history"))][::-1]
+made = [size for entry, size in zip(config["history"], sizes) if not entry.get("empty_layer")]
+for diff_id, size in zip(config["rootfs"]["diff_ids"], made):
+    print(diff_id, size)
+PY
+    rm -rf "$dir"
+}
+
 json() { # json EXPRESSION < document: a value by a python expression over `d`
     python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"
 }

@@ -5,7 +5,8 @@
 # and no GPU, and checks through the API and `podstack verify` that the pod is current, has the
 # wheelhouse's package installed as pinned, serves one user's outputs into that user's folder
 # only, sees itself as stale against a newer build (and refuses to start under the refuse
-# policy), and names drifted files and packages.
+# policy), and names drifted files and packages; and that every layer size `podstack plan`
+# gives as exact is the size of the layer Docker built.
 #
 # `podstack wheelhouse` downloads the locked wheels (stacks/smoke.lock) from PyPI on this
 # machine; the image build itself reaches nothing.
@@ -41,6 +42,23 @@ say "building v1"
 tag1=$(build_image "$work" v1)
 images+=("$tag1")
 digest1=$(cd "$project" && "$podstack" digest smoke 2>/dev/null)
+
+say "every layer size podstack plan gives as exact is the size of the layer Docker built"
+(cd "$project" && "$podstack" plan smoke --json --against "$work/ctx-v1" 2>/dev/null) > "$work/plan.json" \
+    || fail "podstack plan smoke"
+python3 - "$work/plan.json" <(layers_of "$tag1") <<'PY' || fail "the plan's exact sizes"
+import json, sys
+plan = json.load(open(sys.argv[1]))["layers"]
+built = [int(line.split()[1]) for line in open(sys.argv[2])]
+if len(plan) != len(built):
+    sys.exit(f"{len(plan)} layers planned, {len(built)} built")
+exact = [(layer["layer"], layer["size"]["bytes"], size)
+         for layer, size in zip(plan, built) if layer["size"]["known"] == "exact"]
+wrong = [f"{name}: planned {planned}, built {size}" for name, planned, size in exact if planned != size]
+if wrong or len(exact) < 7:
+    sys.exit("; ".join(wrong) or f"only {len(exact)} exact sizes")
+print(f"{len(exact)} of {len(plan)} layers sized exactly: " + ", ".join(name for name, _, _ in exact))
+PY
 
 say "building v2: one control panel change, version 0.2.0"
 printf '<!-- v2 -->\n' >> "$project/templates/ui/index.html"

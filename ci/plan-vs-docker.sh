@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# What `podstack plan` predicts against what Docker actually rebuilds. In a git repository made
-# from the project, builds the smoke image, then for each change: runs `podstack plan smoke
-# --json` against the last commit, rebuilds the image, and compares the plan's verdict per
-# layer and its predicted pull bytes with the layers whose content changed (RootFS diff ids)
-# and their sizes as `docker history` shows them. Changes: (a) one control panel file, (b) one
-# runtime setting, (c) a file of the ComfyUI folder, (d) a Python package dropped from the
-# stack (six).
-# Needs what ci/image-e2e.sh sets up (a Docker engine and podstack-base:bookworm); run that
-# once first. The wheelhouse comes from PyPI (or podstack's cache); the builds reach nothing.
+# What `podstack plan` predicts against what Docker actually rebuilds, and how much of the image
+# a small change rebuilds (the layer-efficiency benchmark: a control-panel-only or
+# runtime-setting-only change should rebuild only the final podstack layers, under 1% of the
+# image). In a git repository made from the project, builds the smoke image, then for each
+# change: runs `podstack plan smoke --json` against the last commit, rebuilds the image, and
+# compares the plan's verdict per layer and its predicted pull bytes with the layers whose
+# content changed (RootFS diff ids) and their sizes as `docker history` shows them, against the
+# whole image. Changes: (a) one control panel file, (b) one runtime setting, (c) a file of the
+# ComfyUI folder, (d) a Python package dropped from the stack (six).
+# Sets up what ci/image-e2e.sh does (a Docker engine and podstack-base:bookworm) when it is
+# missing. The wheelhouse comes from PyPI (or podstack's cache); the builds reach nothing.
 # The comparison is also written to docs/src/images/charts/data/plan-vs-docker.json
 # (ci/charts.sh draws it as plan-bytes.svg).
 # Usage: ci/plan-vs-docker.sh
@@ -16,9 +18,13 @@ cd "$(dirname "$0")/.."
 # shellcheck source=ci/bench-results.sh
 source ci/bench-results.sh
 run=$(bench_run_json "ci/plan-vs-docker.sh")
-docker=/usr/bin/docker
-"$docker" image inspect podstack-base:bookworm >/dev/null 2>&1 \
-    || { echo "run ci/image-e2e.sh once first: it makes podstack-base:bookworm" >&2; exit 1; }
+# shellcheck source=ci/e2e-lib.sh
+source ci/e2e-lib.sh
+ensure_docker
+ensure_base
+
+# shellcheck source=ci/e2e-smoke.sh
+source ci/e2e-smoke.sh
 
 work=$(mktemp -d)
 images=()
@@ -28,51 +34,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --locked --quiet
-podstack="$work/podstack"
-cp target/debug/podstack "$podstack"
-strip "$podstack"
-
-project="$work/project"
-mkdir -p "$project/templates" "$project/tests/fixtures"
-cp -r stacks "$project/"
-cp -r templates/ui "$project/templates/"
-cp -r tests/fixtures/comfyui "$project/tests/fixtures/"
+prepare_smoke "$work"
 git_() { git -C "$project" -c user.name=plan -c user.email=plan@example.com "$@"; }
 (cd "$project" && "$podstack" build >/dev/null 2>&1)
 git_ init -q && git_ add -A && git_ commit -qm "as shipped"
-(cd "$project" && "$podstack" wheelhouse smoke "$work/wheelhouse" >/dev/null)
 
-build() { # name: builds podstack-plan:<name> from the project as it is now
-    local ctx="$work/ctx-$1"
-    (cd "$project" && "$podstack" context smoke "$ctx" --binary "$podstack" >/dev/null 2>&1)
-    cp -r "$work/wheelhouse" "$ctx/wheelhouse"
-    DOCKER_BUILDKIT=1 "$docker" build -q --network none -f "$ctx/generated/smoke/Dockerfile" \
-        --build-arg PODSTACK_SUPERVISOR=prebuilt --build-arg PODSTACK_PACKAGES=wheelhouse \
-        -t "podstack-plan:$1" "$ctx" >/dev/null
-    images+=("podstack-plan:$1")
-}
-
-layers() { # image -> "diff_id size" per layer, oldest first; sizes from `docker history`
-    local dir="$work/save-$1"
-    mkdir -p "$dir"
-    "$docker" save "podstack-plan:$1" | tar -x -C "$dir"
-    "$docker" history --human=false --no-trunc --format '{{.Size}}' "podstack-plan:$1" \
-        > "$dir/history"
-    python3 - "$dir" <<'PY'
-import json, os, sys
-root = sys.argv[1]
-manifest = json.load(open(os.path.join(root, "manifest.json")))[0]
-config = json.load(open(os.path.join(root, manifest["Config"])))
-sizes = [int(line) for line in open(os.path.join(root, "history"))][::-1]
-made = [size for entry, size in zip(config["history"], sizes) if not entry.get("empty_layer")]
-for diff_id, size in zip(config["rootfs"]["diff_ids"], made):
-    print(diff_id, size)
-PY
+declare -A tag
+build() { # name: builds the project as it is now; its tag is ${tag[name]}
+    tag[$1]=$(build_image "$work" "$1")
+    images+=("${tag[$1]}")
 }
 
 compare() { # label plan.json before after; appends the change's figures to $work/changes.jsonl
-    python3 - "$1" "$2" <(layers "$3") <(layers "$4") "$work/changes.jsonl" <<'PY'
+    python3 - "$1" "$2" <(layers_of "${tag[$3]}") <(layers_of "${tag[$4]}") \
+        "$work/changes.jsonl" <<'PY'
 import json, sys
 label, plan_file, before, after, changes = sys.argv[1:]
 plan = json.load(open(plan_file))
@@ -80,6 +55,7 @@ old = {line.split()[0] for line in open(before)}
 rows = [line.split() for line in open(after)]
 actual = [diff_id not in old for diff_id, _ in rows]
 actual_bytes = sum(int(size) for (diff_id, size), rebuilt in zip(rows, actual) if rebuilt)
+image_bytes = sum(int(size) for _, size in rows)
 predicted = [layer["verdict"] == "rebuilt" for layer in plan["layers"]]
 pull = plan["pull"]
 unknown = f" + {pull['unknown_layers']} unknown" if pull["unknown_layers"] else ""
@@ -91,15 +67,17 @@ with open(changes, "a") as out:
     out.write(json.dumps({
         "change": label, "planned_layers": sum(predicted), "planned_bytes": pull["bytes"],
         "planned_unknown_layers": pull["unknown_layers"], "docker_layers": sum(actual),
-        "docker_bytes": actual_bytes, "layers": len(actual), "verdicts_that_differ": differ,
+        "docker_bytes": actual_bytes, "layers": len(actual), "image_bytes": image_bytes,
+        "verdicts_that_differ": differ,
     }) + "\n")
 print(f"{label}: planned {sum(predicted)} of {len(predicted)} layers, {pull['bytes']} bytes{unknown}; "
-      f"docker rebuilt {sum(actual)} of {len(actual)}, {actual_bytes} bytes; "
+      f"docker rebuilt {sum(actual)} of {len(actual)}, {actual_bytes} bytes "
+      f"({100 * actual_bytes / image_bytes:.3f}% of the image); "
       f"verdicts that differ: {', '.join(differ) or 'none'}")
 image = plan["image"]
 unknown_image = f" + {image['unknown_layers']} unknown" if image["unknown_layers"] else ""
 print(f"    whole image: planned {image['bytes']} bytes{unknown_image}, "
-      f"docker history {sum(int(size) for _, size in rows)} bytes")
+      f"docker history {image_bytes} bytes")
 for layer, (diff_id, size), rebuilt in zip(plan["layers"], rows, actual):
     if rebuilt or layer["verdict"] == "rebuilt":
         size_known = layer["size"].get("bytes", "unknown")
