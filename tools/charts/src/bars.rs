@@ -106,7 +106,8 @@ impl BarChart {
     fn draw(&self, svg: &mut String) -> Result<(), String> {
         let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|err| err.to_string())?;
-        let note_height = 18 * self.notes.len() as u32 + 8;
+        let lines: Vec<String> = self.notes.iter().flat_map(|note| wrap(note)).collect();
+        let note_height = 18 * lines.len() as u32 + 8;
         let (plot, notes) = root.split_vertically(SIZE.1 - note_height);
         let (y_low, y_high) = self.y_range();
         let groups = self.groups.len().max(1) as f64;
@@ -197,7 +198,7 @@ impl BarChart {
             .label_font(("sans-serif", 13))
             .draw()
             .map_err(|err| err.to_string())?;
-        for (i, note) in self.notes.iter().enumerate() {
+        for (i, note) in lines.iter().enumerate() {
             notes
                 .draw(&Text::new(
                     note.as_str(),
@@ -208,5 +209,44 @@ impl BarChart {
         }
         root.present().map_err(|err| err.to_string())?;
         Ok(())
+    }
+}
+
+/// The characters of a note's line at 12 px that fit across the chart.
+const NOTE_CHARS: usize = 118;
+
+/// A note cut into lines at spaces, each at most [`NOTE_CHARS`] long (a longer word stays
+/// whole).
+fn wrap(note: &str) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in note.split(' ') {
+        let line = lines.last_mut().expect("one line at least");
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > NOTE_CHARS {
+            lines.push(word.to_owned());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_note_is_cut_at_spaces_to_fit_the_chart() {
+        let note = "word ".repeat(60);
+        let lines = wrap(note.trim_end());
+        assert!(lines.len() > 1, "{lines:?}");
+        assert!(
+            lines.iter().all(|line| line.chars().count() <= NOTE_CHARS),
+            "{lines:?}"
+        );
+        assert_eq!(lines.join(" "), note.trim_end());
+        assert_eq!(wrap("short"), ["short"]);
     }
 }
