@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command (README): installs what the tests need when it is missing (the
-# browser tests need Debian's chromium and chromium-driver), then runs formatting, lints, every
-# test, the drift check of generated/ and of the book, builds the book, and runs shellcheck and
-# hadolint on every generated file.
+# browser tests need Debian's chromium and chromium-driver, the plan tests a Docker engine),
+# then runs formatting, lints, the API docs' check, every test, the drift check of generated/
+# and of the book, builds the book, runs shellcheck and hadolint on every generated file, and
+# the image and Compose end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,6 +60,9 @@ cargo fmt --all -- --check
 
 say "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "cargo doc (the API docs' links and markup)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --locked --quiet
 
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then

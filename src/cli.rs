@@ -49,6 +49,9 @@ static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+// The comments are clap's help text, printed as written: `<stack>` there is a placeholder for
+// the reader, not an HTML tag.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a project: one commented GPU stack, .gitignore, and the CI workflow.

@@ -177,7 +177,7 @@ pub fn header(shown_as: &str) -> String {
 }
 
 /// Renders a stack that passed validation, with its lock file already pinned into the manifest
-/// ([`Lockfile::pin`]); the lock adds the hashes of the Python packages.
+/// ([`crate::lock::lockfile::pin`]); the lock adds the hashes of the Python packages.
 pub fn render(
     project: &Project,
     loaded: &Loaded,

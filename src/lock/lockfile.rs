@@ -1,6 +1,6 @@
 //! `stacks/<stack>.lock`: what `podstack lock` resolved, committed beside the manifest. TOML
 //! written in a fixed order with one line per file, so a change diffs as the lines it changes.
-//! `build` reads it back and pins what the manifest leaves open ([`Lockfile::pin`]): image
+//! `build` reads it back and pins what the manifest leaves open ([`pin`]): image
 //! digests, wheel hashes, commits of branches and tags, and every Python package of the image
 //! with the sha256 of each file that may be installed.
 

@@ -274,7 +274,7 @@ impl Sampler {
     }
 }
 
-/// nvidia-smi's lines for [`GPU_QUERY`]: `0, NVIDIA GeForce RTX 4090, 37, 1234, 24564, 45,
+/// nvidia-smi's lines for `GPU_QUERY`: `0, NVIDIA GeForce RTX 4090, 37, 1234, 24564, 45,
 /// 120.53, 450.00`; `[N/A]` or an empty field is `None`, a line that is not a GPU is skipped.
 pub fn parse_gpus(stdout: &str) -> Vec<GpuSample> {
     stdout
