@@ -121,13 +121,14 @@ pub fn is_published(slot: SlotIndex, runpod: bool, published: u16) -> bool {
     !runpod || u16::from(slot.0) < published
 }
 
-/// A warning for each slot of a RunPod pod beyond the `published` ones whose ports the pod's
-/// template lists: RunPod's proxy serves only those, so the slot's ComfyUI cannot be opened.
-/// Only a `"per-gpu"` pod rented with more GPUs than `deploy.gpus_per_pod` runs such slots.
-pub fn unpublished(slots: &[SlotPlan], published: u16) -> Vec<String> {
+/// A warning for each slot of a RunPod pod (`runpod`) beyond the `published` ones whose ports
+/// the pod's template lists: RunPod's proxy serves only those, so the slot's ComfyUI cannot be
+/// opened. Only a `"per-gpu"` pod rented with more GPUs than `deploy.gpus_per_pod` runs such
+/// slots.
+pub fn unpublished(slots: &[SlotPlan], runpod: bool, published: u16) -> Vec<String> {
     slots
         .iter()
-        .filter(|slot| !is_published(slot.index, true, published))
+        .filter(|slot| !is_published(slot.index, runpod, published))
         .map(|slot| {
             format!(
                 "Slot {}'s ComfyUI (port {}) cannot be reached through RunPod's proxy: the pod's template publishes the ComfyUI ports of {published} slot(s) and this pod runs {} (one per GPU). Set deploy.gpus_per_pod = {} (the GPUs these pods are rented with), run podstack build and update the RunPod template",
@@ -346,7 +347,7 @@ mod tests {
     #[test]
     fn slots_beyond_the_published_ports_are_named_with_the_fix() {
         let (slots, _) = plan(SlotCount::PerGpu, &gpus(4, 24564), 8188);
-        let warnings = unpublished(&slots, 2);
+        let warnings = unpublished(&slots, true, 2);
         assert_eq!(
             warnings,
             [
@@ -354,8 +355,10 @@ mod tests {
                 "Slot 3's ComfyUI (port 8191) cannot be reached through RunPod's proxy: the pod's template publishes the ComfyUI ports of 2 slot(s) and this pod runs 4 (one per GPU). Set deploy.gpus_per_pod = 4 (the GPUs these pods are rented with), run podstack build and update the RunPod template",
             ]
         );
-        assert!(unpublished(&slots, 4).is_empty());
-        assert!(unpublished(&slots, 8).is_empty());
+        assert!(unpublished(&slots, true, 4).is_empty());
+        assert!(unpublished(&slots, true, 8).is_empty());
+        // Off RunPod every port is the pod's own.
+        assert!(unpublished(&slots, false, 2).is_empty());
     }
 
     #[test]

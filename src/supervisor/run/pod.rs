@@ -40,11 +40,10 @@ impl Pod {
         let (plans, slot_warnings) =
             slots::plan(settings.stack.runtime.slots, &gpus, settings.comfyui_port);
         warnings.extend(slot_warnings);
-        if settings.runpod_pod_id.is_some() {
-            for warning in slots::unpublished(&plans, settings.stack.published_slots) {
-                tracing::warn!("{warning}");
-                warnings.push(warning);
-            }
+        let runpod = settings.runpod_pod_id.is_some();
+        for warning in slots::unpublished(&plans, runpod, settings.stack.published_slots) {
+            tracing::warn!("{warning}");
+            warnings.push(warning);
         }
         let slots = plans
             .into_iter()

@@ -1,6 +1,7 @@
 //! One ComfyUI slot as the orchestrator holds it: where it runs (its plan: port and GPUs), the
 //! attention chosen for its GPU and the one its ComfyUI confirmed, whose session it runs, the
-//! custom nodes that failed to import, the running prompt's progress and its state machine.
+//! custom nodes that failed to import, the running prompt's progress, its state machine, and
+//! whether a browser can reach it.
 
 use super::Supervised;
 use crate::service::state::ServiceState;
@@ -8,7 +9,7 @@ use crate::supervisor::attention::{self, AttentionChoice, ConfirmedAttention};
 use crate::supervisor::log_watch::{ImportFailure, PromptProgress};
 use crate::supervisor::placement::Seat;
 use crate::supervisor::settings::Settings;
-use crate::supervisor::slots::SlotPlan;
+use crate::supervisor::slots::{self, SlotPlan};
 use crate::user::UserName;
 
 #[derive(Debug)]
@@ -23,6 +24,8 @@ pub(super) struct Slot {
     /// The running prompt's sampler progress, while a prompt runs.
     pub(super) prompt: Option<PromptProgress>,
     pub(super) service: Supervised,
+    /// Whether a browser can reach its ComfyUI ([`slots::is_published`]).
+    pub(super) published: bool,
 }
 
 impl Slot {
@@ -32,6 +35,11 @@ impl Slot {
             &plan.device(),
             &settings.stack.attention_kernels,
         );
+        let published = slots::is_published(
+            plan.index,
+            settings.runpod_pod_id.is_some(),
+            settings.stack.published_slots,
+        );
         Self {
             plan,
             attention,
@@ -40,6 +48,7 @@ impl Slot {
             import_failed: Vec::new(),
             prompt: None,
             service: Supervised::new("ComfyUI", settings),
+            published,
         }
     }
 

@@ -29,11 +29,6 @@ impl Pod {
                     stack.runtime.expected_start.as_ref().map(|d| d.0),
                     host.as_deref(),
                     &self.slots,
-                    slots::is_published(
-                        slot.plan.index,
-                        settings.runpod_pod_id.is_some(),
-                        stack.published_slots,
-                    ),
                 )
             })
             .collect();
@@ -103,14 +98,12 @@ impl Pod {
 }
 
 impl Slot {
-    /// The slot's status, its queue read from the newest `host` sample; `slots` are the pod's,
-    /// and `published` says whether a browser can reach it ([`slots::is_published`]).
+    /// The slot's status, its queue read from the newest `host` sample; `slots` are the pod's.
     fn status(
         &self,
         expected_start: Option<Duration>,
         host: Option<&HostSample>,
         slots: &[Slot],
-        published: bool,
     ) -> SlotStatus {
         let log = super::comfyui_log(self.plan.index);
         let logs = LOG_LINKS
@@ -144,7 +137,7 @@ impl Slot {
                     .map(|queue| queue.queue)
             }),
             gpus_shared_by: slots::shared_by(slots.iter().map(|slot| &slot.plan), &self.plan),
-            published,
+            published: self.published,
         }
     }
 }
