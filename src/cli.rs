@@ -206,7 +206,7 @@ pub enum Command {
     /// Write the list of sha256 of podstack's files in an image (run by the Dockerfile).
     Seal {
         /// The image's runtime folder.
-        #[arg(long, default_value = "/opt/podstack")]
+        #[arg(long, default_value = crate::resolved::paths::RUNTIME)]
         runtime_dir: PathBuf,
         /// The podstack binary, sealed with the runtime files.
         #[arg(long, default_value = IMAGE_BINARY)]

@@ -39,13 +39,14 @@ impl Step {
 
     /// Where a `COPY` lays the build-context file `name` it takes from its `source`, as
     /// Docker does: a folder's files keep their place under the destination; a file goes into
-    /// a destination folder (one ending in `/`, or any when several sources are copied) by its
-    /// own name, and else becomes the destination.
+    /// a destination folder (one ending in `/`, or any when several sources or a pattern are
+    /// copied) by its own name, and else becomes the destination.
     pub fn image_path(&self, source: &str, name: &str) -> Option<String> {
         let destination = self.destination.as_deref()?;
         let folder = destination.trim_end_matches('/');
-        if name == source {
-            let into_folder = destination.ends_with('/') || self.sources.len() > 1;
+        let pattern = source.contains('*');
+        if name == source || pattern {
+            let into_folder = destination.ends_with('/') || self.sources.len() > 1 || pattern;
             return Some(if into_folder {
                 format!("{folder}/{}", name.rsplit('/').next().unwrap_or(name))
             } else {
@@ -269,7 +270,7 @@ LABEL x=1
     #[test]
     fn lays_copied_files_where_docker_does() {
         let steps = Dockerfile::parse(
-            "FROM debian\nCOPY ui /opt/p/ui\nCOPY g/c.txt /opt/p/c.txt\nCOPY g/a g/b /opt/p/\nCOPY g/d /opt/p/\n",
+            "FROM debian\nCOPY ui /opt/p/ui\nCOPY g/c.txt /opt/p/c.txt\nCOPY g/a g/b /opt/p/\nCOPY g/d /opt/p/\nCOPY t/*.j2 /opt/p/t/\n",
         )
         .stages
         .remove(0)
@@ -283,6 +284,7 @@ LABEL x=1
         assert_eq!(at(2, "g/c.txt", "g/c.txt").as_deref(), Some("/opt/p/c.txt"));
         assert_eq!(at(3, "g/b", "g/b").as_deref(), Some("/opt/p/b"));
         assert_eq!(at(4, "g/d", "g/d").as_deref(), Some("/opt/p/d"));
+        assert_eq!(at(5, "t/*.j2", "t/a.j2").as_deref(), Some("/opt/p/t/a.j2"));
         assert_eq!(steps[0].image_path("x", "x"), None);
     }
 

@@ -12,6 +12,7 @@ pub mod size;
 pub mod snapshot;
 
 use std::fmt;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -419,9 +420,8 @@ fn layer_size(
     }
 }
 
-/// `files.sha256`, which `podstack seal` writes: a line of 64 hex digits, two spaces, the
-/// path and a newline for each file the earlier steps copied into the runtime folder, and for
-/// the podstack binary (`crate::verify::files::seal`).
+/// `files.sha256`, which `podstack seal` writes (`crate::verify::files::seal`): a line for each
+/// file the earlier steps copied into the runtime folder, and for the podstack binary.
 fn seal_size(current: &Snapshot, earlier: &[&Step]) -> LayerSize {
     let runtime = format!("{}/", crate::resolved::paths::RUNTIME);
     let mut paths = vec![crate::verify::IMAGE_BINARY.to_owned()];
@@ -443,7 +443,7 @@ fn seal_size(current: &Snapshot, earlier: &[&Step]) -> LayerSize {
     LayerSize::exact(
         paths
             .iter()
-            .map(|path| 64 + 2 + path.len() as u64 + 1)
+            .map(|path| crate::verify::files::line_len(Path::new(path)))
             .sum(),
     )
 }

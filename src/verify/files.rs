@@ -80,12 +80,23 @@ fn sha256_file(path: &Path) -> Result<String, SealError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// A line of the seal (sha256sum format): the file's sha256 in hex, two spaces, its path.
+fn line(hash: &str, path: &Path) -> String {
+    format!("{hash}  {}\n", path.display())
+}
+
+/// The bytes of the seal's line for `path`, whatever the file holds.
+pub fn line_len(path: &Path) -> u64 {
+    let hash = "0".repeat(2 * Sha256::output_size());
+    line(&hash, path).len() as u64
+}
+
 /// Writes `<runtime_dir>/files.sha256` (sha256sum format) over the covered files.
 pub fn seal(runtime_dir: &Path, extra: &[PathBuf]) -> Result<usize, SealError> {
     let mut text = String::new();
     let files = covered(runtime_dir, extra)?;
     for path in &files {
-        text.push_str(&format!("{}  {}\n", sha256_file(path)?, path.display()));
+        text.push_str(&line(&sha256_file(path)?, path));
     }
     let seal = runtime_dir.join(SEAL_FILE);
     std::fs::write(&seal, text).map_err(|source| SealError::Write {
@@ -130,6 +141,28 @@ pub fn check(runtime_dir: &Path, extra: &[PathBuf]) -> Result<Vec<FileDrift>, Se
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seal_is_as_long_as_its_lines_say_whatever_the_files_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = dir.path().join("podstack");
+        std::fs::create_dir_all(runtime.join("ui")).unwrap();
+        std::fs::write(runtime.join("stack.json"), "{}").unwrap();
+        std::fs::write(runtime.join("ui/index.html"), "<p>".repeat(1000)).unwrap();
+        let binary = dir.path().join("podstack-bin");
+        std::fs::write(&binary, "ELF").unwrap();
+        seal(&runtime, std::slice::from_ref(&binary)).unwrap();
+        let written = std::fs::metadata(runtime.join(SEAL_FILE)).unwrap().len();
+        let predicted: u64 = [
+            binary.clone(),
+            runtime.join("stack.json"),
+            runtime.join("ui/index.html"),
+        ]
+        .iter()
+        .map(|path| line_len(path))
+        .sum();
+        assert_eq!(written, predicted);
+    }
 
     #[test]
     fn names_changed_missing_and_extra_files() {
